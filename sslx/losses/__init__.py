@@ -1,0 +1,1 @@
+"""Loss functions: pure, jittable, importable without the trainer."""
