@@ -1,0 +1,197 @@
+"""The config schema: every field the trainer reads, its default, and its validation.
+
+Experiment files (``experiments/*.py``) start from :func:`base_config` and override
+fields, so a typo in an experiment file (a key the schema does not have) is caught by
+:func:`validate_config` before anything is compiled or written, and a typo in a
+``--config.x.y=...`` override is caught by ``ml_collections`` itself.
+
+Fields scripts and users rely on: ``seed``, ``num_steps``, ``batch_size`` (the global
+labeled batch), ``data.name``, ``data.num_labels``, ``model.name``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import ml_collections
+
+from sslx import optim
+
+# Free-form blocks: their keys are checked by whoever consumes them (the model
+# constructor for `model`, the method registry for `loss.terms`), not by the schema.
+_FREE_FORM = ("model", "loss.terms")
+
+# Fields that change how a run is observed, not what it computes: a resumed run may
+# change them without being treated as a different experiment.
+OBSERVATION_ONLY_FIELDS = (
+    "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "eval_batch_size",
+)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults for every field; experiment configs override these."""
+  from sslx import data  # local import: the data layer pulls in tfds
+  from sslx import methods
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.method = "supervised"  # a label for logs; the loss is defined by `loss.terms`
+  c.num_steps = 1000
+  c.batch_size = 64  # global labeled batch, split across all devices
+  c.unlabeled_ratio = 0  # mu: the unlabeled batch is mu * batch_size
+  c.ema_decay = 0.999  # 0 turns the EMA of parameters off
+  c.skip_nonfinite_updates = False  # True: drop updates whose loss/grads are NaN/inf and count them
+  c.log_every = 100
+  c.eval_every = 500
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 2
+  c.eval_batch_size = 512
+  c.data = data.default_data_config()
+  c.model = ml_collections.ConfigDict(dict(name="cnn"))
+  c.optimizer = optim.default_optimizer_config()
+  c.augment = methods.default_augment_config()
+  c.loss = ml_collections.ConfigDict(dict(terms=ml_collections.ConfigDict({"supervised": 1.0})))
+  for block, defaults in methods.term_option_configs().items():
+    c[block] = defaults
+  c.debug = ml_collections.ConfigDict(dict(
+      nan_at_step=-1,  # >= 0: inject a NaN into the loss at this step (tests of the guard)
+  ))
+  return c
+
+
+def parse_config_arg(arg: str | None) -> dict[str, Any]:
+  """Parses the ``:arg`` of ``--config=file.py:arg``: ``"smoke,labels=40"``.
+
+  A bare word is a flag set to True; ``key=value`` values are parsed as int, float or str.
+  """
+  out: dict[str, Any] = {}
+  for part in (arg or "").split(","):
+    part = part.strip()
+    if not part:
+      continue
+    if "=" in part:
+      key, value = part.split("=", 1)
+      out[key.strip()] = _parse_scalar(value.strip())
+    else:
+      out[part] = True
+  return out
+
+
+def _parse_scalar(value: str):
+  for cast in (int, float):
+    try:
+      return cast(value)
+    except ValueError:
+      pass
+  return value
+
+
+def _is_int(x) -> bool:
+  return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _walk(cfg, prefix=""):
+  for key in cfg.keys():
+    value = cfg[key]
+    path = f"{prefix}{key}"
+    yield path, value
+    if isinstance(value, ml_collections.ConfigDict) and path not in _FREE_FORM:
+      yield from _walk(value, path + ".")
+
+
+def unknown_keys(config, reference=None) -> list[str]:
+  """Dotted paths present in `config` but not in the schema."""
+  reference = base_config() if reference is None else reference
+  known = {path for path, _ in _walk(reference)}
+  return [path for path, _ in _walk(config)
+          if path not in known and not any(path.startswith(f + ".") for f in _FREE_FORM)]
+
+
+def config_errors(config) -> list[str]:
+  """All problems with `config` that can be found without data or devices."""
+  from sslx import data, methods, models
+  errors = [f"config has an unknown field '{p}' (not in sslx.config.base_config(); a typo?)"
+            for p in unknown_keys(config)]
+  if errors:
+    return errors  # a misspelt block makes the value checks below misleading
+
+  def need(cond, msg):
+    if not cond:
+      errors.append(msg)
+
+  need(_is_int(config.seed), f"seed must be an int, got {config.seed!r}")
+  need(_is_int(config.num_steps) and config.num_steps > 0,
+       f"num_steps must be an int > 0, got {config.num_steps!r}")
+  need(_is_int(config.batch_size) and config.batch_size > 0,
+       f"batch_size must be an int > 0, got {config.batch_size!r}")
+  need(_is_int(config.unlabeled_ratio) and config.unlabeled_ratio >= 0,
+       f"unlabeled_ratio must be an int >= 0, got {config.unlabeled_ratio!r}")
+  need(_is_number(config.ema_decay) and 0 <= config.ema_decay < 1,
+       f"ema_decay must be in [0, 1) (0 turns EMA off), got {config.ema_decay!r}")
+  for name in ("log_every", "eval_every", "checkpoint_every", "keep_checkpoints",
+               "eval_batch_size"):
+    value = config[name]
+    need(_is_int(value) and value > 0, f"{name} must be an int > 0, got {value!r}")
+  need(isinstance(config.skip_nonfinite_updates, bool),
+       f"skip_nonfinite_updates must be a bool, got {config.skip_nonfinite_updates!r}")
+  need(_is_int(config.debug.nan_at_step),
+       f"debug.nan_at_step must be an int (-1 = off), got {config.debug.nan_at_step!r}")
+  model_name = config.model.get("name")
+  need(model_name in models.MODEL_NAMES,
+       f"model.name={model_name!r} is unknown; choose one of {tuple(models.MODEL_NAMES)}")
+  errors.extend(optim.validate_optimizer_config(config.optimizer))
+  errors.extend(methods.config_errors(config))
+  try:
+    data.validate_data_config(config.data)
+  except ValueError as e:
+    errors.append(str(e))
+  return errors
+
+
+def validate_config(config) -> None:
+  """Raises one ValueError listing every problem found in `config`."""
+  errors = config_errors(config)
+  if errors:
+    raise ValueError("Invalid config:\n  - " + "\n  - ".join(errors))
+
+
+def device_errors(config, num_devices: int) -> list[str]:
+  """Batch sizes must split evenly across the data-parallel devices."""
+  errors = []
+  unlabeled = config.batch_size * config.unlabeled_ratio
+  for name, value in (("batch_size", config.batch_size),
+                      ("batch_size * unlabeled_ratio", unlabeled),
+                      ("eval_batch_size", config.eval_batch_size)):
+    if value % num_devices:
+      errors.append(f"{name}={value} does not divide across {num_devices} devices "
+                    f"(make it a multiple of {num_devices})")
+  return errors
+
+
+def differing_fields(old: dict, new: dict, ignore: Iterable[str] = OBSERVATION_ONLY_FIELDS
+                     ) -> list[str]:
+  """Dotted paths whose values differ between two config dicts (``to_dict()`` form)."""
+  out = []
+
+  def rec(a, b, prefix):
+    for key in sorted(set(a) | set(b)):
+      path = f"{prefix}{key}"
+      if path in ignore:
+        continue
+      va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
+      if isinstance(va, dict) and isinstance(vb, dict):
+        rec(va, vb, path + ".")
+      elif _normalise(va) != _normalise(vb):
+        out.append(f"{path}: {va!r} -> {vb!r}")
+  rec(old, new, "")
+  return out
+
+
+def _normalise(v):
+  if isinstance(v, (list, tuple)):
+    return [_normalise(x) for x in v]
+  return v

@@ -1,0 +1,67 @@
+"""Runs one experiment: ``python -m sslx.main --config=experiments/x.py[:arg] --workdir=DIR``.
+
+With no ``--config`` it runs the project's default experiment into ``runs/<name>``.
+Overrides: ``--config.num_steps=2000 --config.data.num_labels=40``.
+Multi-host (TPU pod slices, GPU clusters): pass ``--multihost`` on every host; JAX reads
+the coordinator from the environment (``jax.distributed.initialize()``).
+"""
+
+import logging as std_logging
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "experiments", "supervised_digits.py")
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", DEFAULT_CONFIG, "Experiment config file[:arg] (default: the digits experiment).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and results go "
+                               "(default: runs/<config name>).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete a previous run in --workdir "
+                               "instead of refusing to resume a different config.")
+_MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
+
+
+class _QuietLibraries(std_logging.Filter):
+  """Keeps orbax/jax INFO chatter off the console (warnings and errors still show)."""
+
+  def filter(self, record):
+    return record.levelno >= std_logging.WARNING or not any(
+        f"{os.sep}{lib}{os.sep}" in record.pathname for lib in ("orbax", "jax", "absl"))
+
+
+def main(argv):
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if _MULTIHOST.value:
+    import jax
+    jax.distributed.initialize()
+  from sslx import train  # after flags: JAX must not start before distributed init
+  config = _CONFIG.value
+  config_path = config_flags.get_config_filename(flags.FLAGS["config"])
+  name = os.path.splitext(os.path.basename(config_path))[0]
+  workdir = _WORKDIR.value or os.path.join("runs", name)
+  try:
+    results = train.train_and_evaluate(config, workdir, overwrite=_OVERWRITE.value)
+  except train.Preempted as e:
+    logging.warning("%s", e)
+    sys.exit(train.PREEMPTED_EXIT_CODE)
+  except (ValueError, train.NonFiniteError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  print(f"test accuracy {results['test_accuracy']:.4f} (EMA {results['test_accuracy_ema']:.4f})"
+        f" after {results['steps']} steps on {results['num_devices']} device(s); "
+        f"results in {os.path.join(workdir, 'results.json')}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,71 @@
+"""Methods as named loss terms, composed by config.
+
+``config.loss.terms = {'supervised': 1.0, 'fixmatch': 1.0}`` turns on the listed terms
+with their weights; each term's options live in ``config.<term name>``. One file per
+method: copy it to start a new one and register it in ``_MODULES``.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from sslx.methods import fixmatch, simclr, supervised
+from sslx.methods.base import VIEWS, Term, TermInputs, apply_model, make_loss_fn
+
+_MODULES = {"supervised": supervised, "fixmatch": fixmatch, "nt_xent": simclr}
+TERMS: dict[str, Term] = {name: m.TERM for name, m in _MODULES.items()}
+
+
+def term_option_configs() -> dict[str, ml_collections.ConfigDict]:
+  """config block name -> default options, one per term."""
+  return {name: ml_collections.ConfigDict(m.OPTIONS.to_dict()) for name, m in _MODULES.items()}
+
+
+def default_augment_config() -> ml_collections.ConfigDict:
+  return ml_collections.ConfigDict(dict(
+      flip=True,  # random horizontal flips in weak/strong views (off for digits, SVHN)
+      translate=0.125,  # max translation as a fraction of the image side (weak view)
+  ))
+
+
+def make_augmenters(cfg) -> dict:
+  """augmentation name -> ``fn(key, images) -> images``, configured by ``config.augment``."""
+  from sslx.augment.weak import weak  # local import: keeps `import sslx.methods` light
+  return {
+      "none": lambda key, images: images,
+      "weak": lambda key, images: weak(key, images, flip=cfg.flip, translate=cfg.translate),
+  }
+
+
+def active_terms(config) -> dict[str, tuple[Term, float, ml_collections.ConfigDict]]:
+  return {name: (TERMS[name], float(w), config.get(name))
+          for name, w in config.loss.terms.items() if float(w) != 0.0}
+
+
+def config_errors(config) -> list[str]:
+  errors = []
+  terms = config.loss.terms
+  for name, weight in terms.items():
+    if name not in TERMS:
+      errors.append(f"loss.terms has an unknown term {name!r}; known terms: {tuple(TERMS)}")
+    elif not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
+      errors.append(f"loss.terms.{name} must be a weight >= 0, got {weight!r}")
+  if not errors and not any(float(w) > 0 for w in terms.values()):
+    errors.append(f"loss.terms must give at least one term a weight > 0, got {terms.to_dict()}")
+  for name in terms.keys():
+    if name in _MODULES and name in config:
+      errors.extend(_MODULES[name].option_errors(config[name]))
+  for name in terms.keys():
+    if name in TERMS and TERMS[name].needs_projection and not config.model.get("projection_dim"):
+      errors.append(f"loss.terms.{name} needs a projection head: set model.projection_dim > 0 "
+                    f"(e.g. 128), got {config.model.get('projection_dim')!r}")
+  needs_unlabeled = any(VIEWS[v][0] == "unlabeled" for name in terms.keys() if name in TERMS
+                        for v in TERMS[name].views_for(config.get(name)))
+  if needs_unlabeled and config.unlabeled_ratio < 1:
+    errors.append(f"loss.terms {tuple(terms.keys())} read unlabeled images, so unlabeled_ratio "
+                  f"must be >= 1, got {config.unlabeled_ratio!r}")
+  return errors
+
+
+__all__ = ["TERMS", "Term", "TermInputs", "VIEWS", "active_terms", "apply_model",
+           "config_errors", "default_augment_config", "make_augmenters", "make_loss_fn", "term_option_configs"]

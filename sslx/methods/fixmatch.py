@@ -1,0 +1,61 @@
+"""FixMatch (Sohn et al., NeurIPS 2020): confidence-thresholded pseudo-labels.
+
+The unlabeled term: a hard pseudo-label from the weak view (no gradient), used as the
+target for the strong view when its confidence reaches ``threshold``; averaged over all
+``mu * B`` unlabeled images. The full method is ``loss.terms = {'supervised': 1.0,
+'fixmatch': lambda_u}`` with labeled, weak and strong images in one forward pass
+(shared BatchNorm statistics, as the official code), EMA parameters for evaluation and
+the FixMatch cosine schedule (see ``experiments/fixmatch_*.py``).
+
+Diagnostics: mask rate, pseudo-label accuracy against the true labels of the unlabeled
+pool where they are known (benchmarks), and the share of pseudo-labels per class.
+"""
+
+import jax.numpy as jnp
+import ml_collections
+
+from sslx.losses.consistency import fixmatch_consistency
+from sslx.methods.base import Term, TermInputs
+
+OPTIONS = ml_collections.ConfigDict(dict(
+    threshold=0.95,  # tau: confidence needed for a pseudo-label to count
+    soft_targets=False,  # UDA-style sharpened soft targets instead of hard labels
+    sharpen_temperature=1.0,  # T for soft targets
+))
+
+_MAX_CLASSES_LOGGED = 20
+
+
+def fixmatch_term(inputs: TermInputs):
+  opts = inputs.options
+  loss, aux = fixmatch_consistency(
+      inputs.outputs["unlabeled_weak"]["logits"], inputs.outputs["unlabeled_strong"]["logits"],
+      threshold=opts.threshold, soft_targets=opts.soft_targets,
+      sharpen_temperature=opts.sharpen_temperature)
+  metrics = {"mask_rate": aux["mask_rate"], "confidence": jnp.mean(aux["confidence"])}
+  truth = inputs.batch.get("unlabeled_labels")
+  if truth is not None:  # known in benchmarks; -1 where unknown
+    known = truth >= 0
+    correct = (aux["pseudo_labels"] == truth) & known
+    metrics["pseudo_label_accuracy"] = jnp.sum(correct) / jnp.maximum(jnp.sum(known), 1)
+    confident = known & (aux["mask"] > 0)
+    metrics["confident_pseudo_label_accuracy"] = (
+        jnp.sum(correct & confident) / jnp.maximum(jnp.sum(confident), 1))
+  if inputs.num_classes <= _MAX_CLASSES_LOGGED:
+    counts = jnp.sum(jnp.eye(inputs.num_classes)[aux["pseudo_labels"]] * aux["mask"][:, None], 0)
+    for c in range(inputs.num_classes):
+      metrics[f"confident_per_class/{c}"] = counts[c]
+  return loss, metrics
+
+
+TERM = Term(name="fixmatch", views=("unlabeled_weak", "unlabeled_strong"), compute=fixmatch_term)
+
+
+def option_errors(options) -> list[str]:
+  errors = []
+  t = options.threshold
+  if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 1:
+    errors.append(f"fixmatch.threshold must be in [0, 1], got {t!r}")
+  if not isinstance(options.sharpen_temperature, (int, float)) or options.sharpen_temperature <= 0:
+    errors.append(f"fixmatch.sharpen_temperature must be > 0, got {options.sharpen_temperature!r}")
+  return errors

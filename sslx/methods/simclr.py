@@ -1,0 +1,56 @@
+"""SimCLR (Chen et al., ICML 2020): NT-Xent between two augmented views.
+
+Two views of each unlabeled image go through the encoder and the projection head
+(``model.projection_dim > 0``) in one forward pass; ``nt_xent`` contrasts each view with
+every other image of the *global* batch (under ``jax.jit`` over the device mesh the
+negatives span all devices with no extra code). The online linear probe is the
+``supervised`` term with ``model.stop_gradient_classifier=True``: it trains the
+classifier on ``stop_gradient(features)`` and leaves the encoder to NT-Xent.
+
+``views='simclr'`` uses two SimCLR views (the method itself); ``views='strong'`` uses two
+strong (RandAugment) views and ``views='weak_strong'`` reuses FixMatch's weak and strong
+views, so a FixMatch + NT-Xent composition costs no extra forward pass.
+Diagnostics: contrastive accuracy, alignment and uniformity (Wang & Isola 2020).
+"""
+
+import ml_collections
+
+from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
+from sslx.methods.base import Term, TermInputs
+
+OPTIONS = ml_collections.ConfigDict(dict(
+    temperature=0.5,  # 0.5 for CIFAR-scale batches, 0.1 for ImageNet (SimCLR App. B.9)
+    views="simclr",  # 'simclr' | 'strong' | 'weak_strong'
+))
+
+_VIEW_PAIRS = {
+    "simclr": ("unlabeled_simclr_1", "unlabeled_simclr_2"),
+    "strong": ("unlabeled_strong", "unlabeled_strong_2"),
+    "weak_strong": ("unlabeled_weak", "unlabeled_strong"),
+}
+
+
+def _views(options):
+  return _VIEW_PAIRS[options.views]
+
+
+def nt_xent_term(inputs: TermInputs):
+  first, second = _views(inputs.options)
+  z1 = inputs.outputs[first]["projection"]
+  z2 = inputs.outputs[second]["projection"]
+  loss = nt_xent(z1, z2, temperature=inputs.options.temperature)
+  return loss, {"contrastive_accuracy": contrastive_accuracy(z1, z2),
+                "alignment": alignment(z1, z2), "uniformity": uniformity(z1)}
+
+
+TERM = Term(name="nt_xent", views=_views, compute=nt_xent_term, needs_projection=True)
+
+
+def option_errors(options) -> list[str]:
+  errors = []
+  t = options.temperature
+  if not isinstance(t, (int, float)) or isinstance(t, bool) or t <= 0:
+    errors.append(f"nt_xent.temperature must be > 0, got {t!r}")
+  if options.views not in _VIEW_PAIRS:
+    errors.append(f"nt_xent.views={options.views!r} is unknown; choose one of {tuple(_VIEW_PAIRS)}")
+  return errors

@@ -1,0 +1,486 @@
+"""The trainer: state, the jitted data-parallel step, evaluation, checkpoints, the loop.
+
+Reads top to bottom:
+
+1. ``TrainState``: one immutable dataclass with everything a step changes.
+2. Devices: a 1-D ``Mesh`` over all devices with a ``"data"`` axis; the state is
+   replicated, batches are sharded on their first axis, and ``jax.jit`` (SPMD) makes
+   BatchNorm statistics and NT-Xent negatives global with no extra code.
+3. The step: sample indices, gather, augment, forward, losses, update, EMA, all in one
+   jitted function of ``(state, device_arrays)``; the RNG is derived from
+   ``(seed, step)``, so a resumed run draws exactly what an uninterrupted run would.
+4. Evaluation over the whole test set, the last batch padded and masked.
+5. The workdir: config check, orbax checkpoints, ``metrics.jsonl``, TensorBoard.
+6. ``train_and_evaluate(config, workdir)``: the loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import signal
+import time
+from typing import Any, Callable
+
+from absl import logging
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from sslx import config as config_lib
+from sslx import data as data_lib
+from sslx import methods, models, optim
+
+PREEMPTED_EXIT_CODE = 42  # what `python -m sslx.main` exits with after a SIGTERM checkpoint
+
+
+class NonFiniteError(FloatingPointError):
+  """The loss or the gradients became NaN or infinite."""
+
+
+class Preempted(Exception):
+  """A SIGTERM arrived; a checkpoint was written at `step`."""
+
+  def __init__(self, step: int):
+    super().__init__(f"preempted (SIGTERM): checkpoint written at step {step}")
+    self.step = step
+
+
+# ---------------------------------------------------------------------------
+# 1. State
+# ---------------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar: number of updates applied
+  params: Any
+  model_state: Any  # non-trainable collections, e.g. {'batch_stats': ...}
+  opt_state: Any
+  ema_params: Any  # EMA of params (equal to params when ema_decay == 0)
+
+
+def create_train_state(model, optimizer, image_shape, rng) -> TrainState:
+  variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+  variables = dict(variables)
+  params = variables.pop("params")
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
+                    opt_state=optimizer.init(params),
+                    ema_params=jax.tree.map(jnp.copy, params))  # own buffers: both are donated
+
+
+# ---------------------------------------------------------------------------
+# 2. Devices
+# ---------------------------------------------------------------------------
+
+
+def make_mesh(devices=None) -> Mesh:
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), ("data",),
+              axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def replicated(mesh):
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh):
+  return NamedSharding(mesh, P("data"))
+
+
+def to_host(tree):
+  """Fetches replicated arrays (also works when other processes hold replicas)."""
+  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array)
+                      else np.asarray(x), tree)
+
+
+# ---------------------------------------------------------------------------
+# 3. The step
+# ---------------------------------------------------------------------------
+
+
+def make_train_step(*, loss_fn, optimizer, schedule, mesh, seed: int, labeled_batch_size: int,
+                    unlabeled_batch_size: int, ema_decay: float,
+                    skip_nonfinite_updates: bool = False):
+  """Returns ``train_step(state, arrays) -> (state, metrics)``, jitted, state donated.
+
+  ``arrays`` are the device-resident dataset (``sslx.data.to_device``); the step draws
+  its batch from them by ``(seed, step)``. ``train_step.num_traces`` counts how many
+  times it was traced (1 per run: a retrace would mean a recompile).
+  """
+  base = jax.random.key(seed)
+  data_key = jax.random.fold_in(base, 0)  # fixed per run: epoch permutations derive from it
+  step_root = jax.random.fold_in(base, 1)
+  traces = [0]
+
+  def update(state: TrainState, batch, rng):
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, (model_state, metrics)), grads = grad_fn(
+        state.params, state.model_state, batch, rng, state.step)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    if skip_nonfinite_updates:
+      keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+      params = keep(params, state.params)
+      opt_state = keep(opt_state, state.opt_state)
+      model_state = keep(model_state, state.model_state)
+    ema = ema_update(state.ema_params, params, ema_decay) if ema_decay > 0 else params
+    metrics = dict(metrics, grad_norm=grad_norm, learning_rate=schedule(state.step),
+                   nonfinite=(~finite).astype(jnp.int32))
+    return state.replace(step=state.step + 1, params=params, model_state=model_state,
+                         opt_state=opt_state, ema_params=ema), metrics
+
+  def step_fn(state: TrainState, arrays):
+    traces[0] += 1
+    batch = data_lib.sample_batch(arrays, data_key, state.step,
+                                  labeled_batch_size=labeled_batch_size,
+                                  unlabeled_batch_size=unlabeled_batch_size)
+    batch = jax.lax.with_sharding_constraint(batch, batch_sharded(mesh))
+    return update(state, batch, jax.random.fold_in(step_root, state.step))
+
+  jitted = jax.jit(step_fn, out_shardings=(replicated(mesh), replicated(mesh)),
+                   donate_argnums=(0,))
+
+  @functools.wraps(step_fn)
+  def train_step(state, arrays):
+    return jitted(state, arrays)
+
+  train_step.num_traces = lambda: traces[0]
+  train_step.jitted = jitted
+  return train_step
+
+
+def ema_update(ema, params, decay: float):
+  """One EMA step, ``decay * ema + (1 - decay) * params`` (used by the step; exposed for tests)."""
+  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+# ---------------------------------------------------------------------------
+# 4. Evaluation
+# ---------------------------------------------------------------------------
+
+
+def make_eval_fn(model, normalize, mesh, batch_size: int):
+  """Returns ``evaluate(params, model_state, images, labels) -> accuracy`` (host numpy in).
+
+  The test set is cut into batches of ``batch_size``; the last one is padded and masked,
+  so each example counts exactly once whatever the device count.
+  """
+
+  @jax.jit
+  def eval_batch(params, model_state, images, labels, mask):
+    out = model.apply({"params": params, **model_state}, normalize(images), train=False)
+    correct = (jnp.argmax(out["logits"], -1) == labels) & mask
+    return jnp.sum(correct), jnp.sum(mask)
+
+  sharding = batch_sharded(mesh)
+
+  def put(x):
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+  def evaluate(params, model_state, images: np.ndarray, labels: np.ndarray) -> float:
+    correct = total = 0
+    for start in range(0, len(images), batch_size):
+      x, y = images[start:start + batch_size], labels[start:start + batch_size]
+      n = len(x)
+      mask = np.arange(batch_size) < n
+      if n < batch_size:
+        x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
+        y = np.concatenate([y, np.zeros((batch_size - n,), y.dtype)])
+      c, t = eval_batch(params, model_state, put(x), put(y), put(mask))
+      correct, total = correct + int(to_host(c)), total + int(to_host(t))
+    assert total == len(images), (total, len(images))
+    return correct / max(total, 1)
+
+  return evaluate
+
+
+# ---------------------------------------------------------------------------
+# 5. The workdir
+# ---------------------------------------------------------------------------
+
+_OWNED = ("checkpoints", "config.json", "metrics.jsonl", "results.json", "labeled_indices.json")
+
+
+def _atomic_write_text(path: str, text: str) -> None:
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def check_workdir(workdir: str, config, *, overwrite: bool) -> None:
+  """Refuses a workdir holding a run of a different config (unless `overwrite`)."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path) or overwrite:
+    return
+  with open(path) as f:
+    try:
+      old = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"workdir {workdir!r} has an unreadable config.json ({e}); "
+                       "pass --overwrite to start afresh") from e
+  diff = config_lib.differing_fields(old, json.loads(config.to_json()))
+  if diff:
+    raise ValueError(
+        f"workdir {workdir!r} holds a run with a different config; refusing to resume it. "
+        f"Differences:\n  " + "\n  ".join(diff) +
+        "\nUse another --workdir, or pass --overwrite to delete that run.")
+
+
+def clear_workdir(workdir: str) -> None:
+  for name in os.listdir(workdir) if os.path.isdir(workdir) else ():
+    path = os.path.join(workdir, name)
+    if name in _OWNED or name.startswith("events.out.tfevents"):
+      shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def _checkpoint_manager(workdir: str, keep: int):
+  import orbax.checkpoint as ocp
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                               options=options)
+
+
+def save_checkpoint(manager, state: TrainState) -> None:
+  import orbax.checkpoint as ocp
+  step = int(to_host(state.step))
+  manager.save(step, args=ocp.args.StandardSave(flax.serialization.to_state_dict(state)))
+
+
+def restore_checkpoint(manager, state: TrainState, step: int | None = None) -> TrainState:
+  import orbax.checkpoint as ocp
+  step = manager.latest_step() if step is None else step
+  target = flax.serialization.to_state_dict(state)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  return flax.serialization.from_state_dict(state, restored)
+
+
+class MetricWriter:
+  """``metrics.jsonl`` (one JSON object per log step) and TensorBoard (no TensorFlow)."""
+
+  def __init__(self, workdir: str, *, resume_step: int, enabled: bool):
+    self.enabled = enabled
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    if not enabled:
+      return
+    if os.path.exists(self.path):  # drop what a crashed run logged past its checkpoint
+      with open(self.path) as f:
+        lines = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= resume_step]
+      _atomic_write_text(self.path, "".join(lines))
+    from tensorboardX import SummaryWriter
+    self.tb = SummaryWriter(logdir=workdir)
+
+  def write(self, step: int, scalars: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
+    for k, v in scalars.items():
+      self.tb.add_scalar(k, v, step)
+    self.tb.flush()
+
+  def close(self):
+    if self.enabled:
+      self.tb.close()
+
+
+# ---------------------------------------------------------------------------
+# 6. The loop
+# ---------------------------------------------------------------------------
+
+
+def build_model(config, num_classes: int):
+  kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
+  try:
+    return models.create_model(config.model.name, num_classes=num_classes, **kwargs)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"config.model: {e}") from e
+
+
+def make_normalize(mean, std):
+  mean = jnp.asarray(mean, jnp.float32)
+  std = jnp.asarray(std, jnp.float32)
+
+  def normalize(images):
+    x = images.astype(jnp.float32)
+    if images.dtype == jnp.uint8:
+      x = x / 255.0
+    return (x - mean) / std
+  return normalize
+
+
+def _format_eta(seconds: float) -> str:
+  seconds = int(max(seconds, 0))
+  return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+class _SigtermFlag:
+  """Sets a flag on SIGTERM so the loop can checkpoint after the current step."""
+
+  def __init__(self):
+    self.raised = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not in the main thread: no handler
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.raised = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       overwrite: bool = False, devices=None) -> dict[str, Any]:
+  """Trains `config` in `workdir` (resuming from its latest checkpoint) and evaluates.
+
+  Every check that can fail runs before anything is written to `workdir`.
+  Returns the dict written to ``results.json``.
+  """
+  t_start = time.time()
+  # -- Validate everything before touching the workdir or compiling.
+  config_lib.validate_config(config)
+  mesh = make_mesh(devices)
+  num_devices = mesh.devices.size
+  errors = config_lib.device_errors(config, num_devices)
+  if errors:
+    raise ValueError("Invalid config for this device count:\n  - " + "\n  - ".join(errors))
+  dataset = data_lib.load_dataset(config.data)
+  model = build_model(config, dataset.num_classes)
+  check_workdir(workdir, config, overwrite=overwrite)
+  optimizer, schedule = optim.create_optimizer(config.optimizer, config.num_steps)
+
+  # -- Workdir.
+  is_chief = jax.process_index() == 0
+  if overwrite and is_chief:
+    clear_workdir(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  if is_chief:
+    _atomic_write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
+    dataset.save_split(workdir)
+
+  # -- State, step, data on devices.
+  normalize = make_normalize(dataset.mean, dataset.std)
+  state = create_train_state(model, optimizer, dataset.image_shape,
+                             jax.random.fold_in(jax.random.key(config.seed), 2))
+  state = jax.device_put(state, replicated(mesh))
+  manager = _checkpoint_manager(workdir, config.keep_checkpoints)
+  if manager.latest_step() is not None:
+    state = restore_checkpoint(manager, state)
+    logging.info("Resumed from checkpoint at step %d", int(to_host(state.step)))
+  start_step = int(to_host(state.step))
+  arrays = data_lib.to_device(dataset, mesh)
+  loss_fn = methods.make_loss_fn(
+      methods.active_terms(config), model=model, normalize=normalize,
+      augmenters=methods.make_augmenters(config.augment), num_classes=dataset.num_classes,
+      nan_at_step=config.debug.nan_at_step)
+  train_step = make_train_step(
+      loss_fn=loss_fn, optimizer=optimizer, schedule=schedule, mesh=mesh, seed=config.seed,
+      labeled_batch_size=config.batch_size,
+      unlabeled_batch_size=config.batch_size * config.unlabeled_ratio,
+      ema_decay=config.ema_decay, skip_nonfinite_updates=config.skip_nonfinite_updates)
+  evaluate = make_eval_fn(model, normalize, mesh, config.eval_batch_size)
+  writer = MetricWriter(workdir, resume_step=start_step, enabled=is_chief)
+  logging.info("Training %s on %s: %d devices (%s), steps %d -> %d, labeled batch %d, "
+               "unlabeled batch %d", config.method, dataset.name, num_devices,
+               jax.devices()[0].platform, start_step, config.num_steps, config.batch_size,
+               config.batch_size * config.unlabeled_ratio)
+
+  def evaluate_both(state) -> dict[str, float]:
+    return {"test/accuracy": evaluate(state.params, state.model_state,
+                                      dataset.test_images, dataset.test_labels),
+            "test/accuracy_ema": evaluate(state.ema_params, state.model_state,
+                                          dataset.test_images, dataset.test_labels)}
+
+  pending: list[tuple[int, dict]] = []  # device metrics since the last log step
+  skipped_updates = 0
+
+  def flush(step: int, extra: dict[str, float] | None = None) -> dict[str, float]:
+    """Fetches pending metrics (one transfer), checks them, logs their mean."""
+    nonlocal skipped_updates
+    if not pending:
+      return {}
+    host = to_host([m for _, m in pending])
+    steps = [s for s, _ in pending]
+    pending.clear()
+    for s, m in zip(steps, host):
+      if m["nonfinite"] and not config.skip_nonfinite_updates:
+        bad = sorted(k for k, v in m.items() if k.startswith("loss") and not np.isfinite(v))
+        raise NonFiniteError(
+            f"non-finite loss or gradients at step {s}: "
+            f"{', '.join(f'{k}={m[k]}' for k in bad) or 'loss terms finite, gradients not'} "
+            f"(grad_norm={m['grad_norm']}). The last good checkpoint is kept; set "
+            "skip_nonfinite_updates=True to skip such updates instead.")
+      skipped_updates += int(m["nonfinite"])
+    scalars = {k: float(np.mean([m[k] for m in host])) for k in host[0] if k != "nonfinite"}
+    scalars["skipped_updates"] = float(skipped_updates)
+    scalars.update(extra or {})
+    writer.write(step, scalars)
+    return scalars
+
+  # -- Loop.
+  step = start_step
+  t_last, step_last = time.time(), start_step
+  with _SigtermFlag() as sigterm:
+    while step < config.num_steps:
+      state, metrics = train_step(state, arrays)
+      step += 1
+      pending.append((step, metrics))
+      is_log = step % config.log_every == 0 or step == config.num_steps
+      is_eval = step % config.eval_every == 0 or step == config.num_steps
+      is_ckpt = step % config.checkpoint_every == 0 or step == config.num_steps
+      if is_log or is_eval or is_ckpt or sigterm.raised:
+        scalars = flush(step, evaluate_both(state) if is_eval else None)
+        if is_log:
+          now = time.time()
+          rate = (step - step_last) / max(now - t_last, 1e-9)
+          t_last, step_last = now, step
+          shown = " ".join(f"{k} {v:.4g}" for k, v in sorted(scalars.items())
+                           if k in ("loss", "learning_rate") or k.startswith("test/"))
+          logging.info("step %d/%d %s %.2f steps/s ETA %s", step, config.num_steps, shown,
+                       rate, _format_eta((config.num_steps - step) / max(rate, 1e-9)))
+      if is_ckpt or sigterm.raised:
+        save_checkpoint(manager, state)
+      if sigterm.raised and step < config.num_steps:
+        manager.wait_until_finished()
+        writer.close()
+        raise Preempted(step)
+  manager.wait_until_finished()
+
+  # -- Results.
+  final = evaluate_both(state)
+  results = {
+      "method": config.method, "dataset": dataset.name, "model": config.model.name,
+      "num_labels": int(len(dataset.labeled_labels)), "steps": int(to_host(state.step)),
+      "test_accuracy": final["test/accuracy"], "test_accuracy_ema": final["test/accuracy_ema"],
+      "num_devices": num_devices, "platform": jax.devices()[0].platform,
+      "num_processes": jax.process_count(), "skipped_updates": skipped_updates,
+      "resumed_from_step": start_step, "wall_time_s": round(time.time() - t_start, 2),
+  }
+  if is_chief:
+    _atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(results, indent=2))
+  writer.close()
+  manager.close()
+  logging.info("Done: test accuracy %.4f (EMA %.4f), %d steps, %.1f s",
+               results["test_accuracy"], results["test_accuracy_ema"], results["steps"],
+               results["wall_time_s"])
+  return results
