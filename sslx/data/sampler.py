@@ -8,12 +8,21 @@ draws exactly the batches the interrupted one would have.
 The stream of each pool is an endless sequence of epochs. Position ``p`` of the stream
 (``p = step * batch_size + j`` for element ``j`` of the batch at ``step``) reads
 
-    epoch e = p // pool_size,   index = permutation_e[p % pool_size],
-    permutation_e = jax.random.permutation(fold_in(key, e), pool_size),
+    epoch e = p // pool_size,   index = permutation_e(p % pool_size),
 
-so every example is visited exactly once per epoch, each epoch in a fresh order, and
-a batch larger than its pool (64 labeled per step from 40 labels) simply spans
-several epochs.
+where ``permutation_e`` is a pseudorandom permutation of ``[0, pool_size)`` keyed by
+``fold_in(key, e)``, so every example is visited exactly once per epoch, each epoch in a
+fresh order, and a batch larger than its pool (64 labeled per step from 40 labels)
+simply spans several epochs.
+
+For pools above ``SORT_MAX_POOL`` (1024) examples the permutation is evaluated only
+at the batch's positions, never materialised: an 8-round Feistel network with
+cycle-walking into ``[0, pool_size)`` (the construction behind grain's
+``index_shuffle``; Luby & Rackoff 1988; Black & Rogaway, "Ciphers with arbitrary finite
+domains", 2002), so its cost grows with the batch, not the pool. Smaller pools use the
+exact ``jax.random.permutation``, a sort of the pool per epoch touched: for a 50k pool
+that sort made sampling ~35x slower than the Feistel walk on CPU
+(``scripts/bench_data.py``, BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -89,18 +98,19 @@ def sample_indices(key: jax.Array, step: jax.Array | int, *, batch_size: int,
   """Indices of the batch at ``step`` in an endless stream of per-epoch permutations.
 
   Element ``j`` of the batch is stream position ``p = step * batch_size + j``; it reads
-  ``permutation_e[p % pool_size]`` with ``e = p // pool_size`` and
-  ``permutation_e = jax.random.permutation(jax.random.fold_in(key, e), pool_size)``.
-  The integer arithmetic is exact for every ``step < 2**31`` (no 64-bit types needed).
-  Cost: ``ceil((batch_size - 1) / pool_size) + 1`` permutations of ``pool_size`` per call.
+  ``permutation_e(p % pool_size)`` with ``e = p // pool_size``, where
+  ``permutation_e = keyed_permutation(jax.random.fold_in(key, e), ., pool_size)`` (see
+  :func:`keyed_permutation`). The integer arithmetic is exact for every
+  ``step < 2**31`` (no 64-bit types needed). Cost: O(batch_size), independent of the
+  pool size.
 
   Args:
     key: the sampling key of the whole run, **the same at every step** (e.g.
       ``fold_in(base_key, SAMPLING)``), not a per-step key: the permutation of an epoch
       must not change from one step to the next.
-    step: int32 scalar, the global step (``>= 0``); may be traced.
+    step: integer scalar, the global step (``0 <= step < 2**31``); may be traced.
     batch_size: static, ``>= 1``; may exceed ``pool_size``.
-    pool_size: static, ``>= 1``, ``< 2**31``.
+    pool_size: static, ``1 <= pool_size < 2**31``.
 
   Returns:
     int32 ``[batch_size]`` indices in ``[0, pool_size)``.
@@ -119,12 +129,81 @@ def sample_indices(key: jax.Array, step: jax.Array | int, *, batch_size: int,
   base_epoch, base_offset = _mul_divmod(step.astype(jnp.uint32), batch_size, pool_size)
   offsets = base_offset + jnp.arange(batch_size, dtype=jnp.uint32)  # < pool + batch < 2**32
   rel_epoch = (offsets // pool_size).astype(jnp.int32)
-  in_epoch = (offsets % pool_size).astype(jnp.int32)
+  in_epoch = offsets % pool_size
   num_epochs = (pool_size + batch_size - 2) // pool_size + 1  # max rel_epoch + 1
   epochs = base_epoch + jnp.arange(num_epochs, dtype=jnp.uint32)
-  perms = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), pool_size))(
-      epochs)
-  return perms[rel_epoch, in_epoch].astype(jnp.int32)
+  epoch_keys = jax.vmap(lambda e: jax.random.fold_in(key, e))(epochs)
+  if pool_size <= SORT_MAX_POOL:
+    perms = jax.vmap(lambda k: jax.random.permutation(k, pool_size))(epoch_keys)
+    return perms[rel_epoch, in_epoch.astype(jnp.int32)].astype(jnp.int32)
+  round_keys = jax.vmap(_round_keys)(epoch_keys)
+  return _feistel_walk(in_epoch, round_keys[rel_epoch], pool_size).astype(jnp.int32)
+
+
+# Pools up to this size are permuted exactly (jax.random.permutation, a sort of the
+# pool per epoch touched: cheap at this size); larger ones by the Feistel walk, whose
+# cost does not grow with the pool. On tiny domains a few Feistel rounds are visibly
+# non-uniform, on large ones indistinguishable from uniform in our tests.
+SORT_MAX_POOL = 1024
+FEISTEL_ROUNDS = 8
+
+
+def keyed_permutation(key: jax.Array, x: jax.Array, size: int) -> jax.Array:
+  """``perm(x)`` for a pseudorandom permutation ``perm`` of ``[0, size)`` keyed by ``key``.
+
+  A balanced Feistel network on ``2h`` bits (``2**(2h) >= size``, at most ``4 size``)
+  with :data:`FEISTEL_ROUNDS` rounds ``(L, R) -> (R, L ^ F_k(R))``,
+  ``F_k(R) = fmix32(R ^ k) mod 2**h`` (MurmurHash3's finaliser; round keys ``k`` from
+  ``jax.random.bits(key)``), applied repeatedly until the value falls in
+  ``[0, size)`` (cycle-walking, which keeps it a bijection of ``[0, size)``).
+
+  Args:
+    key: a JAX PRNG key.
+    x: uint32/int32 ``[n]`` values in ``[0, size)``.
+    size: static, ``1 <= size < 2**31``.
+
+  Returns:
+    uint32 ``[n]``, a bijection of ``[0, size)`` applied elementwise.
+  """
+  x = jnp.asarray(x).astype(jnp.uint32)
+  keys = jnp.broadcast_to(_round_keys(key), x.shape + (FEISTEL_ROUNDS,))
+  return _feistel_walk(x, keys, size)
+
+
+def _round_keys(key: jax.Array) -> jax.Array:
+  return jax.random.bits(key, (FEISTEL_ROUNDS,), jnp.uint32)
+
+
+def _half_bits(size: int) -> int:
+  return max(1, math.ceil(math.ceil(math.log2(max(size, 2))) / 2))
+
+
+def _fmix32(h: jax.Array) -> jax.Array:
+  h = h ^ (h >> 16)
+  h = h * jnp.uint32(0x85EBCA6B)
+  h = h ^ (h >> 13)
+  h = h * jnp.uint32(0xC2B2AE35)
+  return h ^ (h >> 16)
+
+
+def _feistel_walk(x: jax.Array, round_keys: jax.Array, size: int) -> jax.Array:
+  """Cycle-walking Feistel permutation of ``[0, size)``; ``round_keys`` is ``[n, R]``."""
+  half = _half_bits(size)
+  mask = jnp.uint32((1 << half) - 1)
+
+  def feistel(v):
+    left, right = v >> half, v & mask
+    for r in range(round_keys.shape[-1]):
+      left, right = right, left ^ (_fmix32(right ^ round_keys[..., r]) & mask)
+    return (left << half) | right
+
+  def walk(v):
+    return jnp.where(v < size, v, feistel(v))
+
+  y = feistel(x)
+  if (1 << (2 * half)) == size:
+    return y  # the domain is exactly [0, size): no walking needed
+  return jax.lax.while_loop(lambda v: jnp.any(v >= size), walk, y)
 
 
 def _mul_divmod(step: jax.Array, multiplier: int, divisor: int) -> tuple[jax.Array, jax.Array]:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from sslx.data.sampler import sample_batch, sample_indices, to_device
+from sslx.data.sampler import (FEISTEL_ROUNDS, SORT_MAX_POOL, keyed_permutation, sample_batch,
+                               sample_indices, to_device)
 
 KEY = jax.random.key(42)
 
@@ -34,6 +35,7 @@ def _stream(batch_size, pool_size, steps, key=KEY):
     (7, 20),     # pool not a multiple of the batch: batches straddle epochs
     (64, 40),    # batch larger than the pool (64 labeled per step from 40 labels)
     (1, 3),
+    (300, 2000),  # above SORT_MAX_POOL: the Feistel walk
 ])
 def test_every_example_once_per_epoch(batch_size, pool_size):
   num_steps = -(-4 * pool_size // batch_size)  # at least 4 epochs
@@ -46,28 +48,73 @@ def test_every_example_once_per_epoch(batch_size, pool_size):
     assert not np.array_equal(epochs[0], epochs[1])  # a fresh order each epoch
 
 
+def _np_fmix32(h):
+  h ^= h >> 16
+  h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+  h ^= h >> 13
+  h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+  return h ^ (h >> 16)
+
+
+def _np_keyed_permutation(round_keys, x, n):
+  """Independent Python-int implementation of the documented Feistel walk."""
+  half = max(1, -(-max(1, (max(n, 2) - 1).bit_length()) // 2))
+  mask = (1 << half) - 1
+
+  def feistel(v):
+    left, right = v >> half, v & mask
+    for k in round_keys:
+      left, right = right, left ^ (_np_fmix32(right ^ int(k)) & mask)
+    return (left << half) | right
+
+  y = feistel(x)
+  while y >= n:
+    y = feistel(y)
+  return y
+
+
 @functools.lru_cache(maxsize=None)
 def _perm_fn(pool_size):
   return jax.jit(lambda key, e: jax.random.permutation(jax.random.fold_in(key, e), pool_size))
 
 
 def _expected_indices(key, step, batch_size, pool_size):
-  """The documented formula with exact NumPy int64 positions."""
+  """The documented formula with exact Python/NumPy int64 positions."""
   positions = step * batch_size + np.arange(batch_size, dtype=np.int64)
   epochs, offsets = positions // pool_size, positions % pool_size
   want = np.empty(batch_size, np.int64)
   for e in np.unique(epochs):
-    perm = np.asarray(_perm_fn(pool_size)(key, jnp.uint32(e)))
-    want[epochs == e] = perm[offsets[epochs == e]]
+    rows = epochs == e
+    if pool_size <= SORT_MAX_POOL:
+      want[rows] = np.asarray(_perm_fn(pool_size)(key, jnp.uint32(e)))[offsets[rows]]
+    else:
+      round_keys = np.asarray(jax.random.bits(jax.random.fold_in(key, jnp.uint32(e)),
+                                              (FEISTEL_ROUNDS,), jnp.uint32))
+      want[rows] = [_np_keyed_permutation(round_keys, int(o), pool_size) for o in offsets[rows]]
   return want
 
 
-def test_matches_the_documented_formula_exactly_at_large_steps():
-  batch_size, pool_size = 448, 50_000
+@pytest.mark.parametrize("batch_size,pool_size", [(448, 50_000), (64, 40)])
+def test_matches_the_documented_formula_exactly_at_large_steps(batch_size, pool_size):
   steps = [0, 111, 2**31 - 1]  # the last one overflows int32 positions by far
   got = _stream(batch_size, pool_size, steps)
   for row, step in zip(got, steps):
     np.testing.assert_array_equal(row, _expected_indices(KEY, step, batch_size, pool_size))
+
+
+def test_keyed_permutation_is_a_bijection_and_looks_uniform():
+  for n in (1, 2, 3, 1025, 4096, 5000):  # 4096 = 2**12: no cycle-walking needed
+    y = np.asarray(keyed_permutation(KEY, jnp.arange(n), n))
+    np.testing.assert_array_equal(np.sort(y), np.arange(n))
+  n, num_keys, bins = 5000, 2000, 10
+  xs = jnp.array([0, 1, n // 2, n - 1])
+  values = np.asarray(jax.jit(jax.vmap(lambda k: keyed_permutation(k, xs, n)))(
+      jax.random.split(jax.random.key(7), num_keys)))
+  for column in values.T:  # where a given position lands, over keys: uniform over bins
+    counts = np.bincount(column * bins // n, minlength=bins)
+    chi2 = ((counts - num_keys / bins) ** 2 / (num_keys / bins)).sum()
+    assert chi2 < 30, chi2  # 9 degrees of freedom: p < 1e-3
+  assert abs(np.corrcoef(values[:, 0], values[:, 1])[0, 1]) < 0.1
 
 
 def test_deterministic_and_identical_after_resume_mid_epoch():
@@ -91,11 +138,15 @@ def test_sample_indices_rejects_bad_arguments():
     sample_indices(KEY, jnp.zeros((2,), jnp.int32), batch_size=4, pool_size=10)
 
 
-def _arrays(num_labeled=10, num_unlabeled=37, num_test=6):
-  """Pools whose images encode their row: image[i] == i everywhere."""
+def _arrays(num_labeled=10, num_unlabeled=1030, num_test=6):
+  """Pools whose images encode their label: image == label % 256 everywhere.
+
+  The labeled pool uses the exact-permutation path, the unlabeled one (> SORT_MAX_POOL)
+  the Feistel walk.
+  """
   def pool(n, offset):
     ids = np.arange(n) + offset
-    return np.broadcast_to(ids[:, None, None, None], (n, 2, 2, 1)).astype(np.uint8), \
+    return np.broadcast_to(ids[:, None, None, None] % 256, (n, 2, 2, 1)).astype(np.uint8), \
         ids.astype(np.int32)
   li, ll = pool(num_labeled, 0)
   ui, ul = pool(num_unlabeled, 100)
@@ -121,11 +172,11 @@ def test_sample_batch_gathers_matching_rows_and_keys():
     assert batch["labeled_labels"].dtype == jnp.int32
     for pool in ("labeled", "unlabeled"):
       images, labels = np.asarray(batch[f"{pool}_images"]), np.asarray(batch[f"{pool}_labels"])
-      np.testing.assert_array_equal(images[:, 0, 0, 0], labels)  # image and label of one row
+      np.testing.assert_array_equal(images[:, 0, 0, 0], labels % 256)  # one row's image+label
     # labeled and unlabeled pools use fold_in(key, 0) and fold_in(key, 1)
     np.testing.assert_array_equal(
         batch["unlabeled_labels"],
-        _expected_indices(jax.random.fold_in(KEY, 1), step, 24, 37) + 100)
+        _expected_indices(jax.random.fold_in(KEY, 1), step, 24, 1030) + 100)
     np.testing.assert_array_equal(
         batch["labeled_labels"], _expected_indices(jax.random.fold_in(KEY, 0), step, 16, 10))
   only_labeled = jax.jit(functools.partial(
@@ -213,7 +264,7 @@ def test_to_device_four_devices_replicated_and_sharded_agree(four_device_run):
     assert r["batches"] == want, name  # same batches on 1 or 4 devices, either placement
     assert r["label_spec"] == "P()"
     if name.endswith("-0"):
-      assert r["spec"] == "P('data',)" and r["rows"] == 40  # 37 rows padded to 4 x 10
-      assert r["shard_rows"] == [10, 10, 10, 10]
+      assert r["spec"] == "P('data',)" and r["rows"] == 1032  # 1030 rows padded to 4 x 258
+      assert r["shard_rows"] == [258] * 4
     else:
-      assert r["spec"] == "P()" and r["rows"] == 37
+      assert r["spec"] == "P()" and r["rows"] == 1030
