@@ -21,7 +21,7 @@ cycle-walking into ``[0, pool_size)`` (the construction behind grain's
 ``index_shuffle``; Luby & Rackoff 1988; Black & Rogaway, "Ciphers with arbitrary finite
 domains", 2002), so its cost grows with the batch, not the pool. Smaller pools use the
 exact ``jax.random.permutation``, a sort of the pool per epoch touched: for a 50k pool
-that sort made sampling ~35x slower than the Feistel walk on CPU
+that sort made sampling ~130x slower than the Feistel walk on CPU
 (``scripts/bench_data.py``, BENCHMARKS.md).
 """
 

@@ -248,8 +248,10 @@ def open_tfds_split(name: str, split: str, *, data_dir: str | None = None,
           f"sslx will not fetch it. {prepare_instructions(name)}") from e
     if "random access" in str(e).lower() or "file format" in str(e).lower():
       raise DatasetNotPreparedError(
-          f"data.name={name!r}: the prepared copy is not in array_record format, which "
-          f"tfds.data_source needs. {prepare_instructions(name)}") from e
+          f"data.name={name!r}: the prepared copy under {where} is not in array_record "
+          "format, which tfds.data_source needs. Convert it with `tfds convert_format "
+          f"--dataset_dir={where} --out_file_format=array_record --out_dir=<new dir>` "
+          f"(needs TensorFlow), or rebuild it. {prepare_instructions(name)}") from e
     raise
 
 
