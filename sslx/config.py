@@ -53,6 +53,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss = ml_collections.ConfigDict(dict(terms=ml_collections.ConfigDict({"supervised": 1.0})))
   for block, defaults in methods.term_option_configs().items():
     c[block] = defaults
+  c.feature_eval = ml_collections.ConfigDict(dict(
+      # At the end of a run, evaluate frozen features (params, not EMA) on the test set:
+      linear_probe=False,  # logistic regression fit to convergence on the labeled subset
+      knn=False,  # weighted kNN (InstDisc/solo-learn) over the labeled subset
+      knn_k=200,
+      knn_temperature=0.07,
+      probe_l2=1e-4,
+      pixel_baseline=False,  # also fit the probe on raw pixels, the bar to beat
+  ))
   c.debug = ml_collections.ConfigDict(dict(
       nan_at_step=-1,  # >= 0: inject a NaN into the loss at this step (tests of the guard)
   ))

@@ -66,10 +66,15 @@ class TrainState:
   ema_params: Any  # EMA of params (equal to params when ema_decay == 0)
 
 
-def create_train_state(model, optimizer, image_shape, rng) -> TrainState:
-  variables = model.init(rng, jnp.zeros((1, *image_shape), jnp.float32), train=False)
+def create_train_state(model, optimizer, image_shape, rng, term_states=None) -> TrainState:
+  """A fresh state; `term_states` (methods with state, e.g. deep LP) go in model_state."""
+  # One jitted init: op-by-op init compiles every initializer separately (~10x slower).
+  init = jax.jit(functools.partial(model.init, train=False))
+  variables = init(rng, jnp.zeros((1, *image_shape), jnp.float32))
   variables = dict(variables)
   params = variables.pop("params")
+  if term_states:
+    variables[methods.TERM_STATE_KEY] = term_states
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
                     opt_state=optimizer.init(params),
                     ema_params=jax.tree.map(jnp.copy, params))  # own buffers: both are donated
@@ -177,7 +182,8 @@ def make_eval_fn(model, normalize, mesh, batch_size: int):
 
   @jax.jit
   def eval_batch(params, model_state, images, labels, mask):
-    out = model.apply({"params": params, **model_state}, normalize(images), train=False)
+    out = model.apply(methods.model_variables(params, model_state), normalize(images),
+                      train=False)
     correct = (jnp.argmax(out["logits"], -1) == labels) & mask
     return jnp.sum(correct), jnp.sum(mask)
 
@@ -249,7 +255,7 @@ def _checkpoint_manager(workdir: str, keep: int):
   import orbax.checkpoint as ocp
   options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
   return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                               options=options)
+                               options=options, item_handlers=ocp.StandardCheckpointHandler())
 
 
 def save_checkpoint(manager, state: TrainState) -> None:
@@ -267,6 +273,79 @@ def restore_checkpoint(manager, state: TrainState, step: int | None = None) -> T
   return flax.serialization.from_state_dict(state, restored)
 
 
+def _leaf_specs(tree) -> dict[str, tuple[tuple[int, ...], str]]:
+  """``{'params.encoder.conv0.kernel': (shape, dtype name)}`` for arrays or orbax metadata."""
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
+          (tuple(np.shape(x) if not hasattr(x, "shape") else x.shape),
+           np.dtype(x.dtype).name if hasattr(x, "dtype") else type(x).__name__)
+          for path, x in flat}
+
+
+def checkpoint_mismatches(checkpoint_tree, state_dict) -> list[str]:
+  """Where a checkpoint's tree (orbax metadata) and this run's state dict disagree."""
+  def show(spec):
+    return f"{spec[1]}{list(spec[0])}"
+  saved, wanted = _leaf_specs(checkpoint_tree), _leaf_specs(state_dict)
+  out = [f"{k}: in this run's state, missing from the checkpoint"
+         for k in sorted(set(wanted) - set(saved))]
+  out += [f"{k}: in the checkpoint, not in this run's state" for k in sorted(set(saved) - set(wanted))]
+  out += [f"{k}: checkpoint {show(saved[k])}, this run {show(wanted[k])}"
+          for k in sorted(set(saved) & set(wanted)) if saved[k] != wanted[k]]
+  return out
+
+
+def restore_checked(manager, state: TrainState, workdir: str) -> TrainState:
+  """Restores the latest checkpoint, or raises a ValueError that says what is wrong with it.
+
+  Checks the checkpoint's metadata against `state` (names, shapes, dtypes) before reading
+  any array, so a checkpoint of another model/optimizer is refused with the differing
+  fields named; unreadable metadata or array files (a corrupt or partly deleted step)
+  are refused too. Nothing is written either way.
+  """
+  step = manager.latest_step()
+  where = os.path.join(workdir, "checkpoints", str(step))
+  older = [s for s in manager.all_steps() if s != step]
+  fix = ("Use another --workdir, or pass --overwrite to delete this run" +
+         (f", or delete {where} to resume from step {max(older)}" if older else "") + ".")
+  try:
+    metadata = manager.item_metadata(step)
+    tree = getattr(metadata, "tree", metadata)
+    if not isinstance(tree, dict):
+      raise ValueError(f"no array metadata found (got {type(metadata).__name__})")
+  except Exception as e:  # orbax/tensorstore raise many kinds
+    raise ValueError(
+        f"workdir {workdir!r}: the checkpoint at step {step} is unreadable, corrupt or partly "
+        f"deleted ({type(e).__name__}: {e}). {fix}") from e
+  problems = checkpoint_mismatches(tree, flax.serialization.to_state_dict(state))
+  if problems:
+    shown = problems[:8] + ([f"... and {len(problems) - 8} more"] if len(problems) > 8 else [])
+    raise ValueError(
+        f"workdir {workdir!r}: the checkpoint at step {step} does not fit this config's state "
+        f"(written by another model, optimizer or method?):\n  " + "\n  ".join(shown) +
+        f"\n{fix}")
+  try:
+    restored = restore_checkpoint(manager, state, step)
+  except Exception as e:  # orbax/tensorstore raise many kinds
+    raise ValueError(
+        f"workdir {workdir!r}: the checkpoint at step {step} could not be read; its files are "
+        f"corrupt ({type(e).__name__}: {str(e)[:500]}). {fix}") from e
+  if int(to_host(restored.step)) != step:
+    raise ValueError(
+        f"workdir {workdir!r}: the checkpoint directory {where} holds the state of step "
+        f"{int(to_host(restored.step))}, not {step} (renamed by hand?). {fix}")
+  return restored
+
+
+def _parse_row(line: str) -> dict | None:
+  """One ``metrics.jsonl`` row, or None for a blank or cut-off line (a SIGKILL mid-write)."""
+  try:
+    row = json.loads(line)
+  except json.JSONDecodeError:
+    return None
+  return row if isinstance(row, dict) else None
+
+
 class MetricWriter:
   """``metrics.jsonl`` (one JSON object per log step) and TensorBoard (no TensorFlow)."""
 
@@ -275,10 +354,13 @@ class MetricWriter:
     self.path = os.path.join(workdir, "metrics.jsonl")
     if not enabled:
       return
+    self.resumed_row: dict = {}  # the last row kept from a previous run (counters resume)
     if os.path.exists(self.path):  # drop what a crashed run logged past its checkpoint
       with open(self.path) as f:
-        lines = [l for l in f if l.strip() and json.loads(l).get("step", 0) <= resume_step]
-      _atomic_write_text(self.path, "".join(lines))
+        rows = [_parse_row(l) for l in f]
+      rows = [r for r in rows if r is not None and r.get("step", 0) <= resume_step]
+      self.resumed_row = rows[-1] if rows else {}
+      _atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
     from tensorboardX import SummaryWriter
     self.tb = SummaryWriter(logdir=workdir)
 
@@ -327,13 +409,26 @@ def _format_eta(seconds: float) -> str:
 
 
 class _SigtermFlag:
-  """Sets a flag on SIGTERM so the loop can checkpoint after the current step."""
+  """Tells the loop, after each step, whether to checkpoint and stop for a preemption.
 
-  def __init__(self):
+  One process: a Python SIGTERM handler sets a flag. Several processes
+  (``jax.distributed``): a host may get SIGTERM steps before another, and a host that
+  stopped alone would leave the others waiting in a collective. JAX's preemption sync
+  manager (started by ``jax.distributed.initialize``) catches SIGTERM on any host and all
+  hosts agree on one step (``CheckpointManager.reached_preemption``, orbax's wrapper of
+  ``multihost_utils.reached_preemption_sync_point``), so every host saves that step. A
+  Python handler would hide the signal from it, so none is installed there.
+  """
+
+  def __init__(self, manager):
     self.raised = False
+    self._manager = manager
+    self._multihost = jax.process_count() > 1
     self._previous = None
 
   def __enter__(self):
+    if self._multihost:
+      return self
     try:
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     except ValueError:  # not in the main thread: no handler
@@ -344,9 +439,44 @@ class _SigtermFlag:
     del signum, frame
     self.raised = True
 
+  def reached(self, step: int) -> bool:
+    """Call once after every step (all hosts): True = checkpoint `step` and stop."""
+    if self._multihost:
+      self.raised = self.raised or self._manager.reached_preemption(step)
+    return self.raised
+
   def __exit__(self, *exc):
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
+
+
+def feature_evaluation(config, model, state, normalize, dataset) -> dict[str, float]:
+  """Linear probe / weighted kNN on frozen features, as `config.feature_eval` asks."""
+  from sslx import evaluation
+  fe = config.feature_eval
+  if not (fe.linear_probe or fe.knn or fe.pixel_baseline):
+    return {}
+  params, model_state = to_host(state.params), to_host(state.model_state)
+  out = {}
+  if fe.linear_probe or fe.knn:
+    feats = lambda x: evaluation.extract_features(model, params, model_state, normalize, x)
+    train_f, test_f = feats(dataset.labeled_images), feats(dataset.test_images)
+    if fe.linear_probe:
+      out["linear_probe_accuracy"] = evaluation.linear_probe_accuracy(
+          train_f, dataset.labeled_labels, test_f, dataset.test_labels,
+          num_classes=dataset.num_classes, l2=fe.probe_l2)
+    if fe.knn:
+      out["knn_accuracy"] = evaluation.knn_accuracy(
+          train_f, dataset.labeled_labels, test_f, dataset.test_labels,
+          num_classes=dataset.num_classes, k=fe.knn_k, temperature=fe.knn_temperature)
+  if fe.pixel_baseline:
+    flat = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0
+    out["pixel_linear_probe_accuracy"] = evaluation.linear_probe_accuracy(
+        flat(dataset.labeled_images), dataset.labeled_labels, flat(dataset.test_images),
+        dataset.test_labels, num_classes=dataset.num_classes, l2=fe.probe_l2)
+  for k, v in out.items():
+    logging.info("%s %.4f", k, v)
+  return out
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
@@ -374,19 +504,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   if overwrite and is_chief:
     clear_workdir(workdir)
   os.makedirs(workdir, exist_ok=True)
-  if is_chief:
-    _atomic_write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
-    dataset.save_split(workdir)
 
   # -- State, step, data on devices.
   normalize = make_normalize(dataset.mean, dataset.std)
+  term_states = methods.init_term_states(
+      config, dataset.num_classes,
+      {"labeled": len(dataset.labeled_labels), "unlabeled": len(dataset.unlabeled_labels)})
   state = create_train_state(model, optimizer, dataset.image_shape,
-                             jax.random.fold_in(jax.random.key(config.seed), 2))
+                             jax.random.fold_in(jax.random.key(config.seed), 2), term_states)
   state = jax.device_put(state, replicated(mesh))
   manager = _checkpoint_manager(workdir, config.keep_checkpoints)
   if manager.latest_step() is not None:
-    state = restore_checkpoint(manager, state)
+    state = restore_checked(manager, state, workdir)  # a clear ValueError, workdir untouched
     logging.info("Resumed from checkpoint at step %d", int(to_host(state.step)))
+  if is_chief:  # only after a successful restore: a refused resume leaves the workdir as it was
+    _atomic_write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
+    dataset.save_split(workdir)
   start_step = int(to_host(state.step))
   arrays = data_lib.to_device(dataset, mesh)
   loss_fn = methods.make_loss_fn(
@@ -412,7 +545,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                                           dataset.test_images, dataset.test_labels)}
 
   pending: list[tuple[int, dict]] = []  # device metrics since the last log step
-  skipped_updates = 0
+  skipped_updates = int(writer.resumed_row.get("skipped_updates", 0))  # counted before a resume
 
   def flush(step: int, extra: dict[str, float] | None = None) -> dict[str, float]:
     """Fetches pending metrics (one transfer), checks them, logs their mean."""
@@ -426,7 +559,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if m["nonfinite"] and not config.skip_nonfinite_updates:
         bad = sorted(k for k, v in m.items() if k.startswith("loss") and not np.isfinite(v))
         raise NonFiniteError(
-            f"non-finite loss or gradients at step {s}: "
+            f"non-finite loss or gradients in the update from step {s - 1} to step {s}: "
             f"{', '.join(f'{k}={m[k]}' for k in bad) or 'loss terms finite, gradients not'} "
             f"(grad_norm={m['grad_norm']}). The last good checkpoint is kept; set "
             "skip_nonfinite_updates=True to skip such updates instead.")
@@ -440,15 +573,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # -- Loop.
   step = start_step
   t_last, step_last = time.time(), start_step
-  with _SigtermFlag() as sigterm:
+  with _SigtermFlag(manager) as sigterm:
     while step < config.num_steps:
       state, metrics = train_step(state, arrays)
       step += 1
       pending.append((step, metrics))
+      preempted = sigterm.reached(step)  # read once: the signal may land mid-iteration
       is_log = step % config.log_every == 0 or step == config.num_steps
       is_eval = step % config.eval_every == 0 or step == config.num_steps
       is_ckpt = step % config.checkpoint_every == 0 or step == config.num_steps
-      if is_log or is_eval or is_ckpt or sigterm.raised:
+      if is_log or is_eval or is_ckpt or preempted:
         scalars = flush(step, evaluate_both(state) if is_eval else None)
         if is_log:
           now = time.time()
@@ -458,9 +592,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                            if k in ("loss", "learning_rate") or k.startswith("test/"))
           logging.info("step %d/%d %s %.2f steps/s ETA %s", step, config.num_steps, shown,
                        rate, _format_eta((config.num_steps - step) / max(rate, 1e-9)))
-      if is_ckpt or sigterm.raised:
+      if is_ckpt or preempted:  # after flush(): a non-finite state is never saved
         save_checkpoint(manager, state)
-      if sigterm.raised and step < config.num_steps:
+      if preempted and step < config.num_steps:
         manager.wait_until_finished()
         writer.close()
         raise Preempted(step)
@@ -476,6 +610,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       "num_processes": jax.process_count(), "skipped_updates": skipped_updates,
       "resumed_from_step": start_step, "wall_time_s": round(time.time() - t_start, 2),
   }
+  results.update(feature_evaluation(config, model, state, normalize, dataset))
   if is_chief:
     _atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(results, indent=2))
   writer.close()

@@ -10,7 +10,8 @@ from __future__ import annotations
 import ml_collections
 
 from sslx.methods import fixmatch, simclr, supervised
-from sslx.methods.base import VIEWS, Term, TermInputs, apply_model, make_loss_fn
+from sslx.methods.base import (TERM_STATE_KEY, VIEWS, Term, TermInputs, apply_model,
+                               make_loss_fn, model_variables)
 
 _MODULES = {"supervised": supervised, "fixmatch": fixmatch, "nt_xent": simclr}
 TERMS: dict[str, Term] = {name: m.TERM for name, m in _MODULES.items()}
@@ -25,16 +26,38 @@ def default_augment_config() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(
       flip=True,  # random horizontal flips in weak/strong views (off for digits, SVHN)
       translate=0.125,  # max translation as a fraction of the image side (weak view)
+      num_ops=2,  # RandAugment ops per strong view
+      op_prob=0.5,  # probability each drawn op is applied
+      cutout=0.5,  # Cutout square side as a fraction of the image side (0 = off)
+      simclr_strength=0.5,  # colour-jitter strength s (SimCLR uses 0.5 on CIFAR, 1.0 on ImageNet)
+      simclr_crop_scale=(0.08, 1.0),  # random-resized-crop area range
+      simclr_blur=False,  # Gaussian blur (SimCLR uses it on ImageNet, not on CIFAR)
   ))
 
 
 def make_augmenters(cfg) -> dict:
   """augmentation name -> ``fn(key, images) -> images``, configured by ``config.augment``."""
-  from sslx.augment.weak import weak  # local import: keeps `import sslx.methods` light
+  # local imports: keep `import sslx.methods` light
+  from sslx.augment.randaugment import strong
+  from sslx.augment.simclr import simclr_view
+  from sslx.augment.weak import weak
   return {
       "none": lambda key, images: images,
       "weak": lambda key, images: weak(key, images, flip=cfg.flip, translate=cfg.translate),
+      "strong": lambda key, images: strong(key, images, flip=cfg.flip, translate=cfg.translate,
+                                           num_ops=cfg.num_ops, op_prob=cfg.op_prob,
+                                           cutout=cfg.cutout),
+      "simclr": lambda key, images: simclr_view(key, images, strength=cfg.simclr_strength,
+                                                crop_scale=tuple(cfg.simclr_crop_scale),
+                                                blur=cfg.simclr_blur, flip=cfg.flip),
   }
+
+
+def init_term_states(config, num_classes: int, pool_sizes: dict[str, int]) -> dict:
+  """Initial state of every active term that keeps one (empty dict if none does)."""
+  return {name: term.init_state(options, num_classes, pool_sizes)
+          for name, (term, _, options) in active_terms(config).items()
+          if term.init_state is not None}
 
 
 def active_terms(config) -> dict[str, tuple[Term, float, ml_collections.ConfigDict]]:
@@ -59,6 +82,8 @@ def config_errors(config) -> list[str]:
     if name in TERMS and TERMS[name].needs_projection and not config.model.get("projection_dim"):
       errors.append(f"loss.terms.{name} needs a projection head: set model.projection_dim > 0 "
                     f"(e.g. 128), got {config.model.get('projection_dim')!r}")
+  if errors:  # the checks below read the options checked above
+    return errors
   needs_unlabeled = any(VIEWS[v][0] == "unlabeled" for name in terms.keys() if name in TERMS
                         for v in TERMS[name].views_for(config.get(name)))
   if needs_unlabeled and config.unlabeled_ratio < 1:
@@ -67,5 +92,5 @@ def config_errors(config) -> list[str]:
   return errors
 
 
-__all__ = ["TERMS", "Term", "TermInputs", "VIEWS", "active_terms", "apply_model",
+__all__ = ["TERM_STATE_KEY", "TERMS", "init_term_states", "model_variables", "Term", "TermInputs", "VIEWS", "active_terms", "apply_model",
            "config_errors", "default_augment_config", "make_augmenters", "make_loss_fn", "term_option_configs"]

@@ -12,6 +12,11 @@ computes ``(loss, metrics)`` from the model outputs on those views. The composit
 
 The trainer knows methods only through the function this builds:
 ``loss_fn(params, model_state, batch, rng, step) -> (loss, (model_state, metrics))``.
+
+A term may keep state between steps (a running class distribution, pseudo-labels of
+the whole unlabeled pool): it lives in ``model_state['terms'][name]``, so it is
+checkpointed, restored and donated with the rest of the state, and the model never sees
+it (:func:`model_variables` strips it).
 """
 
 from __future__ import annotations
@@ -42,26 +47,41 @@ class TermInputs:
   options: Any  # the term's config block (config.<term name>), or None
   num_classes: int
   step: jax.Array
+  state: Any = None  # the term's own state (model_state['terms'][name]), if it has one
 
 
 @dataclasses.dataclass(frozen=True)
 class Term:
-  """A named loss term. `views` is a tuple, or a function of the term's options."""
+  """A named loss term. `views` is a tuple, or a function of the term's options.
+
+  ``compute(inputs)`` returns ``(loss, metrics)``, or ``(loss, metrics, new_state)`` for a
+  term with ``init_state(options, num_classes, pool_sizes) -> state``.
+  """
   name: str
   views: tuple[str, ...] | Callable[[Any], tuple[str, ...]]
-  compute: Callable[[TermInputs], tuple[jax.Array, dict[str, jax.Array]]]
+  compute: Callable[..., tuple]
   needs_projection: bool = False
+  init_state: Callable[..., Any] | None = None
 
   def views_for(self, options) -> tuple[str, ...]:
     return self.views(options) if callable(self.views) else self.views
 
 
+TERM_STATE_KEY = "terms"
+
+
+def model_variables(params, model_state) -> dict:
+  """The flax variables of the model: params and its collections, without term state."""
+  return {"params": params, **{k: v for k, v in model_state.items() if k != TERM_STATE_KEY}}
+
+
 def apply_model(model, params, model_state, images, *, train: bool):
   """``model.apply`` with the mutable collections handled: returns (outputs, model_state)."""
-  variables = {"params": params, **model_state}
-  if train and model_state:
-    outputs, new_state = model.apply(variables, images, train=True, mutable=list(model_state))
-    return outputs, dict(new_state)
+  variables = model_variables(params, model_state)
+  collections = [k for k in variables if k != "params"]
+  if train and collections:
+    outputs, new_state = model.apply(variables, images, train=True, mutable=collections)
+    return outputs, {**model_state, **new_state}
   return model.apply(variables, images, train=train), model_state
 
 
@@ -100,16 +120,22 @@ def make_loss_fn(terms: Mapping[str, tuple[Term, float, Any]], *, model, normali
         outputs[view] = {k: pieces[k][j] for k in pieces}
     # 3. Weighted sum of the terms.
     total, metrics = jnp.zeros((), jnp.float32), {}
+    states = dict(model_state.get(TERM_STATE_KEY, {}))
     for name, (term, weight, options) in terms.items():
-      loss, term_metrics = term.compute(TermInputs(
+      result = term.compute(TermInputs(
           outputs={v: outputs[v] for v in term_views[name]}, batch=batch, options=options,
-          num_classes=num_classes, step=step))
+          num_classes=num_classes, step=step, state=states.get(name)))
+      loss, term_metrics = result[:2]
+      if len(result) == 3:
+        states[name] = result[2]
       total = total + weight * loss
       metrics[f"loss/{name}"] = loss
       metrics.update({f"{name}/{k}": v for k, v in term_metrics.items()})
     if nan_at_step >= 0:
       total = jnp.where(step == nan_at_step, jnp.nan, total)
     metrics["loss"] = total
+    if states:
+      model_state = {**model_state, TERM_STATE_KEY: states}
     return total, (model_state, metrics)
 
   return loss_fn

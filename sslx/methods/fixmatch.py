@@ -21,17 +21,29 @@ OPTIONS = ml_collections.ConfigDict(dict(
     threshold=0.95,  # tau: confidence needed for a pseudo-label to count
     soft_targets=False,  # UDA-style sharpened soft targets instead of hard labels
     sharpen_temperature=1.0,  # T for soft targets
+    distribution_alignment=False,  # ReMixMatch DA: align weak predictions to a uniform prior
+    distribution_momentum=0.999,  # decay of the running mean of the model's predictions
 ))
 
 _MAX_CLASSES_LOGGED = 20
 
 
+def init_state(options, num_classes, pool_sizes):
+  del options, pool_sizes
+  # Running mean of softmax(weak logits) over unlabeled batches, for distribution alignment.
+  return {"model_distribution": jnp.full((num_classes,), 1.0 / num_classes, jnp.float32)}
+
+
 def fixmatch_term(inputs: TermInputs):
   opts = inputs.options
+  state = inputs.state
   loss, aux = fixmatch_consistency(
       inputs.outputs["unlabeled_weak"]["logits"], inputs.outputs["unlabeled_strong"]["logits"],
       threshold=opts.threshold, soft_targets=opts.soft_targets,
-      sharpen_temperature=opts.sharpen_temperature)
+      sharpen_temperature=opts.sharpen_temperature,
+      model_distribution=state["model_distribution"] if opts.distribution_alignment else None)
+  m = opts.distribution_momentum
+  state = {"model_distribution": m * state["model_distribution"] + (1 - m) * aux["mean_probs"]}
   metrics = {"mask_rate": aux["mask_rate"], "confidence": jnp.mean(aux["confidence"])}
   truth = inputs.batch.get("unlabeled_labels")
   if truth is not None:  # known in benchmarks; -1 where unknown
@@ -45,10 +57,11 @@ def fixmatch_term(inputs: TermInputs):
     counts = jnp.sum(jnp.eye(inputs.num_classes)[aux["pseudo_labels"]] * aux["mask"][:, None], 0)
     for c in range(inputs.num_classes):
       metrics[f"confident_per_class/{c}"] = counts[c]
-  return loss, metrics
+  return loss, metrics, state
 
 
-TERM = Term(name="fixmatch", views=("unlabeled_weak", "unlabeled_strong"), compute=fixmatch_term)
+TERM = Term(name="fixmatch", views=("unlabeled_weak", "unlabeled_strong"), compute=fixmatch_term,
+            init_state=init_state)
 
 
 def option_errors(options) -> list[str]:
@@ -58,4 +71,9 @@ def option_errors(options) -> list[str]:
     errors.append(f"fixmatch.threshold must be in [0, 1], got {t!r}")
   if not isinstance(options.sharpen_temperature, (int, float)) or options.sharpen_temperature <= 0:
     errors.append(f"fixmatch.sharpen_temperature must be > 0, got {options.sharpen_temperature!r}")
+  if options.sharpen_temperature != 1.0 and not options.soft_targets:
+    errors.append("fixmatch.sharpen_temperature only applies with fixmatch.soft_targets=True")
+  m = options.distribution_momentum
+  if not isinstance(m, (int, float)) or not 0 <= m < 1:
+    errors.append(f"fixmatch.distribution_momentum must be in [0, 1), got {m!r}")
   return errors

@@ -1,0 +1,47 @@
+"""FixMatch on scikit-learn's digits (8x8 grayscale), CPU scale: the default experiment.
+
+  python -m sslx.main --config=experiments/fixmatch_digits.py --workdir=runs/fixmatch_digits
+  python -m sslx.main --config=experiments/fixmatch_digits.py:labels_per_class=5
+
+Args: ``labels_per_class=N`` (default 2, i.e. 20 labels), ``smoke``.
+The recipe follows FixMatch (labeled + weak + strong in one forward pass, threshold
+0.95, EMA evaluation, SGD + Nesterov, kernel-only weight decay, the FixMatch cosine),
+scaled to 8x8 images: no flips, 1-pixel shifts, a small CNN.
+"""
+
+from sslx.config import base_config, parse_config_arg
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg)
+  c = base_config()
+  c.method = "fixmatch"
+  c.data.name = "digits"
+  c.data.num_labels = 10 * args.get("labels_per_class", 2)
+  c.data.unlabeled_pool = "all"
+  c.model = dict(name="cnn")
+  c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0}
+  c.fixmatch.threshold = 0.95
+  c.augment.flip = False
+  c.augment.translate = 0.125
+  c.augment.cutout = 0.25
+  c.batch_size = 32
+  c.unlabeled_ratio = 7
+  c.num_steps = 3000
+  c.optimizer.name = "sgd"
+  c.optimizer.learning_rate = 0.03
+  c.optimizer.weight_decay = 5e-4
+  c.optimizer.schedule = "fixmatch"
+  c.ema_decay = 0.999
+  c.log_every = 100
+  c.eval_every = 500
+  c.checkpoint_every = 500
+  c.eval_batch_size = 360
+  if args.get("smoke"):
+    c.num_steps = 6
+    c.batch_size = 8
+    c.unlabeled_ratio = 2
+    c.log_every = c.eval_every = c.checkpoint_every = 3
+    c.eval_batch_size = 128
+    c.model = dict(name="cnn", width=8)
+  return c
