@@ -153,6 +153,10 @@ def config_errors(config) -> list[str]:
   need(model_name in models.MODEL_NAMES,
        f"model.name={model_name!r} is unknown; choose one of {tuple(models.MODEL_NAMES)}")
   errors.extend(optim.validate_optimizer_config(config.optimizer))
+  fe = config.feature_eval
+  if config.data.streaming and (fe.linear_probe or fe.knn or fe.pixel_baseline):
+    errors.append("feature_eval needs the dataset in memory; it is not available with "
+                  "data.streaming=True (evaluate a checkpoint on a subset instead)")
   errors.extend(methods.config_errors(config))
   try:
     data.validate_data_config(config.data)

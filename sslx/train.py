@@ -112,12 +112,14 @@ def to_host(tree):
 
 def make_train_step(*, loss_fn, optimizer, schedule, mesh, seed: int, labeled_batch_size: int,
                     unlabeled_batch_size: int, ema_decay: float,
-                    skip_nonfinite_updates: bool = False):
+                    skip_nonfinite_updates: bool = False, streaming: bool = False):
   """Returns ``train_step(state, arrays) -> (state, metrics)``, jitted, state donated.
 
   ``arrays`` are the device-resident dataset (``sslx.data.to_device``); the step draws
-  its batch from them by ``(seed, step)``. ``train_step.num_traces`` counts how many
-  times it was traced (1 per run: a retrace would mean a recompile).
+  its batch from them by ``(seed, step)``. With ``streaming=True`` the second argument is
+  the batch itself (global arrays from the host pipeline, :func:`global_batch`).
+  ``train_step.num_traces`` counts how many times it was traced (1 per run: a retrace
+  would mean a recompile).
   """
   base = jax.random.key(seed)
   data_key = jax.random.fold_in(base, 0)  # fixed per run: epoch permutations derive from it
@@ -145,9 +147,12 @@ def make_train_step(*, loss_fn, optimizer, schedule, mesh, seed: int, labeled_ba
 
   def step_fn(state: TrainState, arrays):
     traces[0] += 1
-    batch = data_lib.sample_batch(arrays, data_key, state.step,
-                                  labeled_batch_size=labeled_batch_size,
-                                  unlabeled_batch_size=unlabeled_batch_size)
+    if streaming:
+      batch = arrays
+    else:
+      batch = data_lib.sample_batch(arrays, data_key, state.step,
+                                    labeled_batch_size=labeled_batch_size,
+                                    unlabeled_batch_size=unlabeled_batch_size)
     batch = jax.lax.with_sharding_constraint(batch, batch_sharded(mesh))
     return update(state, batch, jax.random.fold_in(step_root, state.step))
 
@@ -206,7 +211,24 @@ def make_eval_fn(model, normalize, mesh, batch_size: int):
     assert total == len(images), (total, len(images))
     return correct / max(total, 1)
 
+  def evaluate_stream(params, model_state, batches) -> float:
+    """Accuracy over this process's share of padded batches (``images, labels, mask``)."""
+    correct = total = 0
+    for b in batches:
+      g = global_batch(mesh, b)
+      c, t = eval_batch(params, model_state, g["images"], g["labels"], g["mask"])
+      correct, total = correct + int(to_host(c)), total + int(to_host(t))
+    return correct / max(total, 1)
+
+  evaluate.stream = evaluate_stream
   return evaluate
+
+
+def global_batch(mesh, local: dict) -> dict:
+  """This process's share of a batch -> global arrays sharded on the "data" axis."""
+  sharding = batch_sharded(mesh)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
+          for k, v in local.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -494,7 +516,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   errors = config_lib.device_errors(config, num_devices)
   if errors:
     raise ValueError("Invalid config for this device count:\n  - " + "\n  - ".join(errors))
-  dataset = data_lib.load_dataset(config.data)
+  streaming = bool(config.data.streaming)
+  if streaming:  # data that does not fit on the devices: host pipeline (grain over tfds)
+    dataset = data_lib.load_streaming_dataset(config.data)
+    pool_sizes = {"labeled": dataset.num_labeled, "unlabeled": dataset.num_unlabeled}
+  else:
+    dataset = data_lib.load_dataset(config.data)
+    pool_sizes = {"labeled": len(dataset.labeled_labels),
+                  "unlabeled": len(dataset.unlabeled_labels)}
   model = build_model(config, dataset.num_classes)
   check_workdir(workdir, config, overwrite=overwrite)
   optimizer, schedule = optim.create_optimizer(config.optimizer, config.num_steps)
@@ -507,9 +536,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   # -- State, step, data on devices.
   normalize = make_normalize(dataset.mean, dataset.std)
-  term_states = methods.init_term_states(
-      config, dataset.num_classes,
-      {"labeled": len(dataset.labeled_labels), "unlabeled": len(dataset.unlabeled_labels)})
+  term_states = methods.init_term_states(config, dataset.num_classes, pool_sizes)
   state = create_train_state(model, optimizer, dataset.image_shape,
                              jax.random.fold_in(jax.random.key(config.seed), 2), term_states)
   state = jax.device_put(state, replicated(mesh))
@@ -521,7 +548,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _atomic_write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
     dataset.save_split(workdir)
   start_step = int(to_host(state.step))
-  arrays = data_lib.to_device(dataset, mesh)
+  if streaming:  # batches are a pure function of (seed, step): resume needs no iterator state
+    batches = dataset.train_iterator(
+        labeled_batch_size=config.batch_size,
+        unlabeled_batch_size=config.batch_size * config.unlabeled_ratio,
+        seed=config.seed, start_step=start_step)
+    next_input = lambda: global_batch(mesh, next(batches))
+  else:
+    arrays = data_lib.to_device(dataset, mesh,
+                                max_replicated_bytes=config.data.max_replicated_mib * 2**20)
+    next_input = lambda: arrays
   loss_fn = methods.make_loss_fn(
       methods.active_terms(config), model=model, normalize=normalize,
       augmenters=methods.make_augmenters(config.augment), num_classes=dataset.num_classes,
@@ -530,7 +566,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       loss_fn=loss_fn, optimizer=optimizer, schedule=schedule, mesh=mesh, seed=config.seed,
       labeled_batch_size=config.batch_size,
       unlabeled_batch_size=config.batch_size * config.unlabeled_ratio,
-      ema_decay=config.ema_decay, skip_nonfinite_updates=config.skip_nonfinite_updates)
+      ema_decay=config.ema_decay, skip_nonfinite_updates=config.skip_nonfinite_updates,
+      streaming=streaming)
   evaluate = make_eval_fn(model, normalize, mesh, config.eval_batch_size)
   writer = MetricWriter(workdir, resume_step=start_step, enabled=is_chief)
   logging.info("Training %s on %s: %d devices (%s), steps %d -> %d, labeled batch %d, "
@@ -539,10 +576,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                config.batch_size * config.unlabeled_ratio)
 
   def evaluate_both(state) -> dict[str, float]:
-    return {"test/accuracy": evaluate(state.params, state.model_state,
-                                      dataset.test_images, dataset.test_labels),
-            "test/accuracy_ema": evaluate(state.ema_params, state.model_state,
-                                          dataset.test_images, dataset.test_labels)}
+    out = {}
+    for name, params in (("test/accuracy", state.params), ("test/accuracy_ema", state.ema_params)):
+      if streaming:
+        out[name] = evaluate.stream(params, state.model_state, dataset.eval_batches(
+            config.eval_batch_size // jax.process_count()))
+      else:
+        out[name] = evaluate(params, state.model_state, dataset.test_images, dataset.test_labels)
+    return out
 
   pending: list[tuple[int, dict]] = []  # device metrics since the last log step
   skipped_updates = int(writer.resumed_row.get("skipped_updates", 0))  # counted before a resume
@@ -575,7 +616,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   t_last, step_last = time.time(), start_step
   with _SigtermFlag(manager) as sigterm:
     while step < config.num_steps:
-      state, metrics = train_step(state, arrays)
+      state, metrics = train_step(state, next_input())
       step += 1
       pending.append((step, metrics))
       preempted = sigterm.reached(step)  # read once: the signal may land mid-iteration
@@ -604,7 +645,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   final = evaluate_both(state)
   results = {
       "method": config.method, "dataset": dataset.name, "model": config.model.name,
-      "num_labels": int(len(dataset.labeled_labels)), "steps": int(to_host(state.step)),
+      "num_labels": pool_sizes["labeled"], "steps": int(to_host(state.step)),
       "test_accuracy": final["test/accuracy"], "test_accuracy_ema": final["test/accuracy_ema"],
       "num_devices": num_devices, "platform": jax.devices()[0].platform,
       "num_processes": jax.process_count(), "skipped_updates": skipped_updates,
