@@ -285,6 +285,7 @@ def sample_batch(arrays: Mapping[str, jax.Array], key: jax.Array, step: jax.Arra
                          pool_size=labels.shape[0])
     batch[f"{pool}_images"] = gather_rows(images, idx)
     batch[f"{pool}_labels"] = gather_rows(labels, idx)
+    batch[f"{pool}_indices"] = idx.astype(jnp.int32)  # positions in the pool (deep LP reads them)
   return batch
 
 

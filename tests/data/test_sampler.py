@@ -165,8 +165,8 @@ def test_sample_batch_gathers_matching_rows_and_keys():
   fn = jax.jit(functools.partial(sample_batch, labeled_batch_size=16, unlabeled_batch_size=24))
   for step in (0, 3):
     batch = fn(arrays, KEY, jnp.int32(step))
-    assert set(batch) == {"labeled_images", "labeled_labels", "unlabeled_images",
-                          "unlabeled_labels"}
+    assert set(batch) == {"labeled_images", "labeled_labels", "labeled_indices",
+                          "unlabeled_images", "unlabeled_labels", "unlabeled_indices"}
     assert batch["labeled_images"].shape == (16, 2, 2, 1)
     assert batch["labeled_images"].dtype == jnp.uint8
     assert batch["labeled_labels"].dtype == jnp.int32
@@ -179,9 +179,10 @@ def test_sample_batch_gathers_matching_rows_and_keys():
         _expected_indices(jax.random.fold_in(KEY, 1), step, 24, 1030) + 100)
     np.testing.assert_array_equal(
         batch["labeled_labels"], _expected_indices(jax.random.fold_in(KEY, 0), step, 16, 10))
+    np.testing.assert_array_equal(batch["unlabeled_indices"], batch["unlabeled_labels"] - 100)
   only_labeled = jax.jit(functools.partial(
       sample_batch, labeled_batch_size=16, unlabeled_batch_size=0))(arrays, KEY, jnp.int32(3))
-  assert set(only_labeled) == {"labeled_images", "labeled_labels"}
+  assert set(only_labeled) == {"labeled_images", "labeled_labels", "labeled_indices"}
   np.testing.assert_array_equal(only_labeled["labeled_labels"], batch["labeled_labels"])
 
 
