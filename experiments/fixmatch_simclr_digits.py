@@ -1,0 +1,33 @@
+"""FixMatch + NT-Xent on scikit-learn's digits: composing losses by config.
+
+  python -m sslx.main --config=experiments/fixmatch_simclr_digits.py --workdir=runs/fm_simclr
+
+Three terms over ONE forward pass of labeled-weak, unlabeled-weak and unlabeled-strong
+images: supervised CE, FixMatch consistency, and NT-Xent between the projections of the
+weak and strong views of each unlabeled image (``nt_xent.views='weak_strong'``), so the
+contrastive term costs a projection head and no extra forward pass.
+
+Args: ``labels_per_class=N`` (default 2), ``smoke``.
+"""
+
+from sslx.config import parse_config_arg
+
+import importlib.util
+import os
+
+_here = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location("_fixmatch_digits",
+                                               os.path.join(_here, "fixmatch_digits.py"))
+_fixmatch = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_fixmatch)
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg)
+  c = _fixmatch.get_config(arg)
+  c.method = "fixmatch+nt_xent"
+  c.model = dict(c.model.to_dict(), projection_dim=64 if not args.get("smoke") else 16)
+  c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0, "nt_xent": 0.5}
+  c.nt_xent.views = "weak_strong"
+  c.nt_xent.temperature = 0.2
+  return c
