@@ -1,0 +1,89 @@
+"""FixMatch (RandAugment) on STL-10 (96x96, 1000 labels + 100k unlabelled), for a GPU/TPU VM.
+
+  python -m sslx.main --config=experiments/fixmatch_stl10.py \\
+      --workdir=runs/fixmatch_stl10_1000_seed0
+
+Args (after the colon, comma-separated): ``labels=1000`` (default; any multiple of 10
+up to 5000 works), ``split_seed=N`` (which labeled subset), ``smoke`` (a tiny CNN on a
+few steps, for tests).
+
+Should approach FixMatch (RA) on STL-10 with 1000 labels, Table 2 of Sohn et al.,
+"FixMatch: Simplifying Semi-Supervised Learning with Consistency and Confidence",
+NeurIPS 2020 (arXiv:2001.07685): **7.98 +- 1.50 % error** (92.02% accuracy), mean +- std
+over the 5 predefined folds (FixMatch (CTA): 5.17 +- 0.63).
+
+Two deliberate differences from the paper, so the number is a target, not a promise:
+
+* **Network: WRN-28-2 instead of WRN-37-2.** The paper's WRN-37-2 is the official
+  code's ResNet with four groups of 4 blocks (32, 64, 128, 256 channels; the extra group
+  at 12x12 for 96x96 inputs, ~5.9M parameters). ``sslx.models.WideResNet`` has the three
+  groups of the CIFAR WRN (depth must be 6n + 4), so this config uses depth 28, width 2
+  (same first three groups, 1.47M parameters, ~3/4 of the FLOPs, features pooled from
+  24x24 instead of 12x12). Swap it for a 4-group WRN once the model zoo has one.
+* **Labeled split: balanced, drawn by ``split_seed``** (100 per class from the 5,000
+  ``train`` images), not the dataset's 10 predefined 1,000-image folds (tfds does not
+  expose them). The unlabeled pool is the 5,000 ``train`` images plus the 100,000
+  ``unlabelled`` images (``unlabeled_pool='all'`` + ``extra_unlabeled=True``); the
+  ``unlabelled`` split contains classes outside the 10, as in the paper.
+
+Everything else is the paper's: 2^20 steps, B = 64, mu = 7, threshold 0.95, lambda_u = 1,
+SGD + Nesterov 0.9, lr 0.03 with the FixMatch cosine, weight decay 5e-4 on kernels,
+EMA 0.999, weak = flip + translation by up to 12.5% (12 pixels), strong = RandAugment +
+Cutout. Memory: 960 images of 96x96 per step; the 105,000 training images (2.9 GB of
+uint8) stay on the accelerators, sharded over them above ``data.max_replicated_mib``.
+"""
+
+from sslx.config import base_config, parse_config_arg
+
+_ARGS = ("labels", "split_seed", "smoke")
+PAPER_ERROR_RATES = {1000: (7.98, 1.50)}
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg)
+  unknown = sorted(set(args) - set(_ARGS))
+  if unknown:
+    raise ValueError(f"fixmatch_stl10.py: unknown arg(s) {unknown}; known: {list(_ARGS)}")
+  labels = args.get("labels", 1000)
+  if isinstance(labels, bool) or not isinstance(labels, int) or labels <= 0:
+    raise ValueError(f"fixmatch_stl10.py: labels must be a positive int (1000 in the paper), "
+                     f"got {labels!r}")
+
+  c = base_config()
+  c.method = "fixmatch"
+  c.data.name = "stl10"
+  c.data.num_labels = labels
+  c.data.split_seed = args.get("split_seed", 0)
+  c.data.unlabeled_pool = "all"
+  c.data.extra_unlabeled = True  # + the 100k 'unlabelled' images
+  c.model = dict(name="wide_resnet", depth=28, width=2)  # stands in for WRN-37-2, see above
+  c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0}  # lambda_u = 1
+  c.fixmatch.threshold = 0.95
+  c.augment.flip = True
+  c.augment.translate = 0.125
+  c.augment.num_ops = 2
+  c.augment.cutout = 0.5
+  c.batch_size = 64
+  c.unlabeled_ratio = 7
+  c.num_steps = 2**20
+  c.optimizer.name = "sgd"
+  c.optimizer.learning_rate = 0.03
+  c.optimizer.momentum = 0.9
+  c.optimizer.nesterov = True
+  c.optimizer.weight_decay = 5e-4
+  c.optimizer.schedule = "fixmatch"
+  c.optimizer.warmup_steps = 0
+  c.ema_decay = 0.999
+  c.log_every = 1024
+  c.eval_every = 2**14
+  c.checkpoint_every = 2**14
+  c.eval_batch_size = 500  # the 8,000 test images in 16 batches
+  if args.get("smoke"):
+    c.data.num_labels = 20  # 2 per class: tfds's mock data has >= 3 per class
+    c.model = dict(name="cnn", width=8)
+    c.num_steps = 4
+    c.batch_size = 8
+    c.unlabeled_ratio = 2
+    c.log_every = c.eval_every = c.checkpoint_every = 2
+    c.eval_batch_size = 32
+  return c
