@@ -73,7 +73,7 @@ def get_config(arg=None):
   c.log_every = 1024
   c.eval_every = 2**14
   c.checkpoint_every = 2**14
-  c.eval_batch_size = 1000
+  c.eval_batch_size = 1024
   if args.get("smoke"):
     # tfds's 64 mock examples do not cover all 100 classes: label them all.
     c.data.num_labels = -1

@@ -71,7 +71,7 @@ def get_config(arg=None):
   c.log_every = 1024
   c.eval_every = 2**14
   c.checkpoint_every = 2**14
-  c.eval_batch_size = 1000  # 26,032 test images: the last batch is padded and masked
+  c.eval_batch_size = 1024  # 26,032 test images: the last batch is padded and masked
   if args.get("smoke"):
     c.data.num_labels = 20  # 2 per class: tfds's mock data has >= 3 per class
     c.model = dict(name="cnn", width=8)

@@ -96,7 +96,7 @@ def get_config(arg=None):
   c.log_every = 200
   c.eval_every = 5000
   c.checkpoint_every = 5000
-  c.eval_batch_size = 1000
+  c.eval_batch_size = 1024
   if args.get("smoke"):
     c.model = dict(name="cnn", width=8, projection_dim=16, stop_gradient_classifier=True)
     c.num_steps = 4
