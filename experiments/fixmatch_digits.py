@@ -3,7 +3,9 @@
   python -m sslx.main --config=experiments/fixmatch_digits.py --workdir=runs/fixmatch_digits
   python -m sslx.main --config=experiments/fixmatch_digits.py:labels_per_class=5
 
-Args: ``labels_per_class=N`` (default 2, i.e. 20 labels), ``smoke``.
+Args: ``labels_per_class=N`` (default 2, i.e. 20 labels), ``smoke``, and the ingredients
+the README's ablation rows switch: ``threshold=T``, ``da=0|1`` (distribution alignment),
+``graph=W`` (weight of the in-batch graph pseudo-label term, 0 = off).
 The recipe follows FixMatch (labeled + weak + strong in one forward pass, threshold
 0.95, EMA evaluation, SGD + Nesterov, kernel-only weight decay, the FixMatch cosine),
 scaled to 8x8 images: no flips, 1-pixel shifts, a small CNN.
@@ -21,7 +23,10 @@ def get_config(arg=None):
   c.data.unlabeled_pool = "all"
   c.model = dict(name="cnn")
   c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0}
-  c.fixmatch.threshold = 0.95
+  if args.get("graph", 0):
+    c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0, "graph": float(args["graph"])}
+  c.fixmatch.threshold = float(args.get("threshold", 0.95))
+  c.fixmatch.distribution_alignment = bool(args.get("da", 0))
   c.augment.flip = False
   c.augment.translate = 0.125
   c.augment.cutout = 0.25

@@ -168,6 +168,37 @@ def make_train_step(*, loss_fn, optimizer, schedule, mesh, seed: int, labeled_ba
   return train_step
 
 
+def make_refresh_fn(terms, *, model, normalize, num_classes: int, mesh):
+  """For terms with a `refresh` (deep LP): ``refresh(state, arrays) -> state`` and
+  ``refresh.due(step)``, or None when no active term has one.
+
+  A refresh reads the current params and the device-resident pools and rewrites the
+  term's state (e.g. pseudo-labels of the whole unlabeled pool) in one jitted call.
+  """
+  refreshing = {name: (term, options) for name, (term, _, options) in terms.items()
+                if term.refresh is not None}
+  if not refreshing:
+    return None
+
+  def refresh(state: TrainState, arrays):
+    variables = methods.model_variables(state.params, state.model_state)
+    embed = lambda x: model.apply(variables, normalize(x), train=False)["features"]
+    term_states = dict(state.model_state[methods.TERM_STATE_KEY])
+    for name, (term, options) in refreshing.items():
+      term_states[name] = term.refresh(options, embed, arrays, term_states[name], num_classes)
+    return state.replace(model_state={**state.model_state, methods.TERM_STATE_KEY: term_states})
+
+  jitted = jax.jit(refresh, out_shardings=replicated(mesh))
+
+  def due(step: int) -> bool:
+    return any(step >= o.start_step and (step - o.start_step) % o.refresh_every == 0
+               for _, o in refreshing.values())
+
+  jitted_refresh = lambda state, arrays: jitted(state, arrays)
+  jitted_refresh.due = due
+  return jitted_refresh
+
+
 def ema_update(ema, params, decay: float):
   """One EMA step, ``decay * ema + (1 - decay) * params`` (used by the step; exposed for tests)."""
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
@@ -299,7 +330,7 @@ def _leaf_specs(tree) -> dict[str, tuple[tuple[int, ...], str]]:
   """``{'params.encoder.conv0.kernel': (shape, dtype name)}`` for arrays or orbax metadata."""
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
   return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
-          (tuple(np.shape(x) if not hasattr(x, "shape") else x.shape),
+          (tuple(x.shape) if hasattr(x, "shape") else np.shape(x),
            np.dtype(x.dtype).name if hasattr(x, "dtype") else type(x).__name__)
           for path, x in flat}
 
@@ -351,7 +382,7 @@ def restore_checked(manager, state: TrainState, workdir: str) -> TrainState:
   except Exception as e:  # orbax/tensorstore raise many kinds
     raise ValueError(
         f"workdir {workdir!r}: the checkpoint at step {step} could not be read; its files are "
-        f"corrupt ({type(e).__name__}: {str(e)[:500]}). {fix}") from e
+        f"corrupt ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}). {fix}") from e
   if int(to_host(restored.step)) != step:
     raise ValueError(
         f"workdir {workdir!r}: the checkpoint directory {where} holds the state of step "
@@ -374,9 +405,9 @@ class MetricWriter:
   def __init__(self, workdir: str, *, resume_step: int, enabled: bool):
     self.enabled = enabled
     self.path = os.path.join(workdir, "metrics.jsonl")
+    self.resumed_row: dict = {}  # the last row kept from a previous run (counters resume)
     if not enabled:
       return
-    self.resumed_row: dict = {}  # the last row kept from a previous run (counters resume)
     if os.path.exists(self.path):  # drop what a crashed run logged past its checkpoint
       with open(self.path) as f:
         rows = [_parse_row(l) for l in f]
@@ -467,9 +498,11 @@ class _SigtermFlag:
       self.raised = self.raised or self._manager.reached_preemption(step)
     return self.raised
 
-  def __exit__(self, *exc):
+  def __exit__(self, exc_type, *exc):
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
+    if exc_type is not None:  # e.g. NonFiniteError: commit the good checkpoint still being
+      self._manager.wait_until_finished()  # written (async) before the process exits
 
 
 def feature_evaluation(config, model, state, normalize, dataset) -> dict[str, float]:
@@ -569,6 +602,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       ema_decay=config.ema_decay, skip_nonfinite_updates=config.skip_nonfinite_updates,
       streaming=streaming)
   evaluate = make_eval_fn(model, normalize, mesh, config.eval_batch_size)
+  refresh = make_refresh_fn(methods.active_terms(config), model=model, normalize=normalize,
+                            num_classes=dataset.num_classes, mesh=mesh)
   writer = MetricWriter(workdir, resume_step=start_step, enabled=is_chief)
   logging.info("Training %s on %s: %d devices (%s), steps %d -> %d, labeled batch %d, "
                "unlabeled batch %d", config.method, dataset.name, num_devices,
@@ -616,6 +651,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   t_last, step_last = time.time(), start_step
   with _SigtermFlag(manager) as sigterm:
     while step < config.num_steps:
+      if refresh is not None and refresh.due(step):  # a pure function of (state, data)
+        state = refresh(state, arrays)
       state, metrics = train_step(state, next_input())
       step += 1
       pending.append((step, metrics))

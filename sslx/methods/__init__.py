@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import ml_collections
 
-from sslx.methods import fixmatch, simclr, supervised
+from sslx.methods import fixmatch, label_propagation, simclr, supervised
 from sslx.methods.base import (TERM_STATE_KEY, VIEWS, Term, TermInputs, apply_model,
                                make_loss_fn, model_variables)
 
-_MODULES = {"supervised": supervised, "fixmatch": fixmatch, "nt_xent": simclr}
-TERMS: dict[str, Term] = {name: m.TERM for name, m in _MODULES.items()}
+# term name -> (Term, default options (config.<name>), option checker)
+_REGISTRY = {
+    "supervised": (supervised.TERM, supervised.OPTIONS, supervised.option_errors),
+    "fixmatch": (fixmatch.TERM, fixmatch.OPTIONS, fixmatch.option_errors),
+    "nt_xent": (simclr.TERM, simclr.OPTIONS, simclr.option_errors),
+    "graph": (label_propagation.GRAPH_TERM, label_propagation.GRAPH_OPTIONS,
+              label_propagation.option_errors),
+    "deep_lp": (label_propagation.DEEP_LP_TERM, label_propagation.DEEP_LP_OPTIONS,
+                label_propagation.option_errors),
+}
+TERMS: dict[str, Term] = {name: entry[0] for name, entry in _REGISTRY.items()}
 
 
 def term_option_configs() -> dict[str, ml_collections.ConfigDict]:
   """config block name -> default options, one per term."""
-  return {name: ml_collections.ConfigDict(m.OPTIONS.to_dict()) for name, m in _MODULES.items()}
+  return {name: ml_collections.ConfigDict(entry[1].to_dict())
+          for name, entry in _REGISTRY.items()}
 
 
 def default_augment_config() -> ml_collections.ConfigDict:
@@ -76,12 +86,16 @@ def config_errors(config) -> list[str]:
   if not errors and not any(float(w) > 0 for w in terms.values()):
     errors.append(f"loss.terms must give at least one term a weight > 0, got {terms.to_dict()}")
   for name in terms.keys():
-    if name in _MODULES and name in config:
-      errors.extend(_MODULES[name].option_errors(config[name]))
+    if name in _REGISTRY and name in config:
+      errors.extend(e if e.startswith(f"{name}.") else f"{name}.{e}"
+                    for e in _REGISTRY[name][2](config[name]))
   for name in terms.keys():
     if name in TERMS and TERMS[name].needs_projection and not config.model.get("projection_dim"):
       errors.append(f"loss.terms.{name} needs a projection head: set model.projection_dim > 0 "
                     f"(e.g. 128), got {config.model.get('projection_dim')!r}")
+  if config.data.streaming and any(TERMS[n].refresh for n in terms.keys() if n in TERMS):
+    errors.append(f"loss.terms {tuple(terms.keys())}: a term that re-embeds the whole pool "
+                  "(deep_lp) needs the dataset on the devices, not data.streaming=True")
   if errors:  # the checks below read the options checked above
     return errors
   needs_unlabeled = any(VIEWS[v][0] == "unlabeled" for name in terms.keys() if name in TERMS

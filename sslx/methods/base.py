@@ -62,6 +62,9 @@ class Term:
   compute: Callable[..., tuple]
   needs_projection: bool = False
   init_state: Callable[..., Any] | None = None
+  # refresh(options, embed, arrays, state, num_classes) -> state, run by the trainer every
+  # `options.refresh_every` steps from `options.start_step` over the device-resident pools.
+  refresh: Callable[..., Any] | None = None
 
   def views_for(self, options) -> tuple[str, ...]:
     return self.views(options) if callable(self.views) else self.views

@@ -60,8 +60,10 @@ def _terms(spec, **options):
 def _loss(terms, model, params, batch, model_state=None, augmenters=_IDENTITY):
   fn = methods.make_loss_fn(terms, model=model, normalize=lambda x: x,
                             augmenters=augmenters, num_classes=3)
-  states = {n: t.init_state(o, 3, {}) for n, (t, _, o) in terms.items() if t.init_state}
-  state = model_state if model_state is not None else ({"terms": states} if states else {})
+  if model_state is None:
+    states = {n: t.init_state(o, 3, {}) for n, (t, _, o) in terms.items() if t.init_state}
+    model_state = {"terms": states} if states else {}
+  state = model_state
   return fn(params, state, batch, jax.random.key(0), jnp.int32(0))
 
 
@@ -155,3 +157,54 @@ def test_method_config_errors(experiment, mutate, needle):
   mutate(config)
   with pytest.raises(ValueError, match=needle):
     config_lib.validate_config(config)
+
+
+def test_deep_lp_term_looks_up_pool_pseudo_labels_and_waits_for_start():
+  from sslx.losses.graph import weighted_pseudo_label_loss
+  model = _CountingLinear(4, 3)
+  params = model.params(jax.random.key(6))
+  batch = _batch(np.random.default_rng(6))
+  batch["unlabeled_indices"] = jnp.array([5, 0, 2, 2, 7, 1], jnp.int32)
+  pool_state = {"pseudo_labels": jnp.arange(8, dtype=jnp.int32) % 3,
+                "certainty_weights": jnp.linspace(0.1, 0.8, 8),
+                "class_weights": jnp.array([1.0, 2.0, 0.5])}
+  terms = _terms({"deep_lp": 1.0}, deep_lp={"start_step": 0})
+  loss, (state, metrics) = _loss(terms, model, params, batch,
+                                 model_state={"terms": {"deep_lp": pool_state}})
+  idx = batch["unlabeled_indices"]
+  logits = model.apply({"params": params}, batch["unlabeled_images"])["logits"]
+  expected = weighted_pseudo_label_loss(logits, pool_state["pseudo_labels"][idx],
+                                        pool_state["certainty_weights"][idx],
+                                        pool_state["class_weights"])
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+  late = _terms({"deep_lp": 1.0}, deep_lp={"start_step": 10})
+  assert float(_loss(late, model, params, batch,
+                     model_state={"terms": {"deep_lp": pool_state}})[0]) == 0.0
+
+
+def test_deep_lp_refresh_labels_clusters_from_few_seeds():
+  from sslx import train
+  rng = np.random.default_rng(7)
+  centers = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]], np.float32)
+  truth = np.repeat(np.arange(3), 20)
+  pool = centers[truth] + 0.05 * rng.normal(size=(60, 4)).astype(np.float32)
+  arrays = {"labeled_images": jnp.asarray(centers.reshape(3, 2, 2, 1)),
+            "labeled_labels": jnp.arange(3, dtype=jnp.int32),
+            "unlabeled_images": jnp.asarray(pool.reshape(60, 2, 2, 1)),
+            "unlabeled_labels": jnp.asarray(truth, jnp.int32)}
+
+  class Features:  # features = the pixels themselves
+    def apply(self, variables, x, train=False):
+      return {"features": x.reshape(x.shape[0], -1)}
+  terms = _terms({"deep_lp": 1.0}, deep_lp={"k": 5, "embed_batch_size": 16})
+  refresh = train.make_refresh_fn(terms, model=Features(), normalize=lambda x: x,
+                                  num_classes=3, mesh=train.make_mesh())
+  assert refresh.due(0) and not refresh.due(1)
+  init = methods.TERMS["deep_lp"].init_state(terms["deep_lp"][2], 3, {"unlabeled": 60})
+  state = train.TrainState(step=jnp.int32(0), params={}, model_state={"terms": {"deep_lp": init}},
+                           opt_state=(), ema_params={})
+  new = refresh(state, arrays).model_state["terms"]["deep_lp"]
+  np.testing.assert_array_equal(new["pseudo_labels"], truth)
+  assert float(new["certainty_weights"].min()) > 0.0
+  np.testing.assert_allclose(new["class_weights"], np.ones(3) * 63 / 3 / np.array([21, 21, 21]),
+                             rtol=1e-5)

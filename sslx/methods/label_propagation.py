@@ -1,0 +1,137 @@
+"""Graph label propagation as loss terms: in-batch (`graph`) and deep LP (`deep_lp`).
+
+``graph`` (every step, no state): the kNN graph over the batch's weak-view features
+(labeled + unlabeled), labels spread with conjugate gradient
+(:func:`sslx.losses.graph.batch_label_propagation`); the unlabeled images' pseudo-labels,
+weighted by certainty and class balance, are targets for their *strong* views. It
+composes with FixMatch: the graph supplies targets where the classifier is unsure.
+
+``deep_lp`` (Iscen et al., CVPR 2019): every ``refresh_every`` steps from
+``start_step``, embed the labeled and unlabeled pools with the current network (eval
+mode), build the kNN graph (k = 50, weights ``sim ** 3``), propagate by CG, and keep
+per-example pseudo-labels, certainty weights omega and class weights zeta in the term's
+state; each step then trains on ``omega_i * zeta_{y_i} * CE`` for the sampled unlabeled
+images (weak views, as in the paper), looked up by their pool indices. The refresh runs
+inside one jitted function of the state, so it is checkpointed and resumes exactly.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sslx.losses.graph import (batch_label_propagation, knn_graph, lp_pseudo_labels, propagate,
+                               weighted_pseudo_label_loss)
+from sslx.methods.base import Term, TermInputs
+
+GRAPH_OPTIONS = ml_collections.ConfigDict(dict(
+    k=10,  # neighbours per example in the batch graph
+    alpha=0.99,
+    gamma=3.0,  # edge weight = max(cosine similarity, 0) ** gamma
+    num_iters=20,  # CG iterations
+))
+
+DEEP_LP_OPTIONS = ml_collections.ConfigDict(dict(
+    k=50,
+    alpha=0.99,
+    gamma=3.0,
+    num_iters=20,
+    refresh_every=500,  # steps between graph rebuilds (Iscen et al.: every epoch)
+    start_step=0,  # the term is off (and no graph is built) before this step
+    embed_batch_size=512,
+))
+
+
+def _pseudo_label_accuracy(pseudo, truth):
+  known = truth >= 0
+  return jnp.sum((pseudo == truth) & known) / jnp.maximum(jnp.sum(known), 1)
+
+
+def graph_term(inputs: TermInputs):
+  opts = inputs.options
+  labeled = inputs.outputs["labeled_weak"]["features"]
+  unlabeled = inputs.outputs["unlabeled_weak"]["features"]
+  n_l, n_u = labeled.shape[0], unlabeled.shape[0]
+  labels = jnp.concatenate([inputs.batch["labeled_labels"], jnp.full((n_u,), -1, jnp.int32)])
+  targets = batch_label_propagation(
+      jnp.concatenate([labeled, unlabeled]), labels, num_classes=inputs.num_classes,
+      k=opts.k, alpha=opts.alpha, gamma=opts.gamma, num_iters=opts.num_iters)
+  pseudo = targets.pseudo_labels[n_l:]
+  omega = targets.certainty_weights[n_l:]
+  loss = weighted_pseudo_label_loss(inputs.outputs["unlabeled_strong"]["logits"], pseudo,
+                                    omega, targets.class_weights)
+  metrics = {"mean_certainty": jnp.mean(omega)}
+  if "unlabeled_labels" in inputs.batch:
+    metrics["pseudo_label_accuracy"] = _pseudo_label_accuracy(pseudo,
+                                                              inputs.batch["unlabeled_labels"])
+  return loss, metrics
+
+
+def _deep_lp_init(options, num_classes, pool_sizes):
+  del options
+  u = pool_sizes["unlabeled"]
+  return {"pseudo_labels": jnp.full((u,), -1, jnp.int32),  # -1: no graph built yet
+          "certainty_weights": jnp.zeros((u,), jnp.float32),
+          "class_weights": jnp.ones((num_classes,), jnp.float32)}
+
+
+def deep_lp_term(inputs: TermInputs):
+  opts, state = inputs.options, inputs.state
+  idx = inputs.batch["unlabeled_indices"]
+  pseudo = state["pseudo_labels"][idx]
+  omega = state["certainty_weights"][idx]
+  loss = weighted_pseudo_label_loss(inputs.outputs["unlabeled_weak"]["logits"], pseudo, omega,
+                                    state["class_weights"])
+  loss = jnp.where(inputs.step >= opts.start_step, loss, 0.0)
+  metrics = {"mean_certainty": jnp.mean(omega)}
+  if "unlabeled_labels" in inputs.batch:
+    metrics["pseudo_label_accuracy"] = _pseudo_label_accuracy(pseudo,
+                                                              inputs.batch["unlabeled_labels"])
+  return loss, metrics, state
+
+
+def embed_pool(embed, images, batch_size: int):
+  """``embed`` over all `images` in fixed-size chunks (one compiled shape): ``[N, D]``."""
+  n = images.shape[0]
+  chunks = -(-n // batch_size)
+  padded = jnp.concatenate(
+      [images, jnp.zeros((chunks * batch_size - n, *images.shape[1:]), images.dtype)])
+  out = jax.lax.map(embed, padded.reshape(chunks, batch_size, *images.shape[1:]))
+  return out.reshape(chunks * batch_size, -1)[:n]
+
+
+def deep_lp_refresh(options, embed, arrays, state, num_classes):
+  """Rebuilds the pseudo-labels of the unlabeled pool from the current features."""
+  del state
+  # Pool sizes come from the labels: sharded image arrays may carry padding rows.
+  n_lab, n_u = arrays["labeled_labels"].shape[0], arrays["unlabeled_labels"].shape[0]
+  labeled = embed_pool(embed, arrays["labeled_images"][:n_lab], options.embed_batch_size)
+  unlabeled = embed_pool(embed, arrays["unlabeled_images"][:n_u], options.embed_batch_size)
+  features = jnp.concatenate([labeled, unlabeled])
+  labels = jnp.concatenate([arrays["labeled_labels"], jnp.full((n_u,), -1, jnp.int32)])
+  indices, sims = knn_graph(features, k=options.k)
+  scores = propagate(indices, jnp.maximum(sims, 0.0) ** options.gamma, labels,
+                     num_classes=num_classes, alpha=options.alpha, num_iters=options.num_iters,
+                     method="cg", normalize_by_class_size=True)
+  pseudo, omega, zeta = lp_pseudo_labels(scores, labels)
+  return {"pseudo_labels": pseudo[n_lab:], "certainty_weights": omega[n_lab:],
+          "class_weights": zeta}
+
+
+GRAPH_TERM = Term(name="graph", views=("labeled_weak", "unlabeled_weak", "unlabeled_strong"),
+                  compute=graph_term)
+DEEP_LP_TERM = Term(name="deep_lp", views=("unlabeled_weak",), compute=deep_lp_term,
+                    init_state=_deep_lp_init, refresh=deep_lp_refresh)
+
+
+def option_errors(options) -> list[str]:
+  errors = []
+  if not isinstance(options.k, int) or options.k < 1:
+    errors.append(f"k must be an int >= 1, got {options.k!r}")
+  if not isinstance(options.alpha, (int, float)) or not 0 < options.alpha < 1:
+    errors.append(f"alpha must be in (0, 1), got {options.alpha!r}")
+  if not isinstance(options.num_iters, int) or options.num_iters < 1:
+    errors.append(f"num_iters must be an int >= 1, got {options.num_iters!r}")
+  if "refresh_every" in options and (not isinstance(options.refresh_every, int)
+                                     or options.refresh_every < 1):
+    errors.append(f"refresh_every must be an int >= 1, got {options.refresh_every!r}")
+  return errors
