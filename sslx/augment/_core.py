@@ -157,6 +157,24 @@ def smooth(images: Array) -> Array:
   return jnp.where(border[..., None], x, interior)
 
 
+def materialize(x: Array) -> Array:
+  """Returns ``x``, computed into its own buffer before its consumers run.
+
+  XLA:CPU fuses cheap elementwise chains into every consumer, including
+  gathers and stencils that read each element several times, where the chain
+  is then recomputed per read and unvectorized (5-10x slower here), and it
+  drops ``optimization_barrier`` before fusion. A data-dependent ``lax.cond``
+  whose branches both return ``x`` is a boundary it keeps. Other backends
+  weigh re-reads in their fusion decisions and get ``x`` unchanged.
+  """
+  if jax.default_backend() != 'cpu':
+    return x
+  first = x.reshape(-1)[0]
+  # ``first == first`` cannot be folded (NaN); the branches differ only so
+  # that they are not merged, and both are the identity.
+  return jax.lax.cond(first == first, lambda v: v, lambda v: -(-v), x)
+
+
 # ---------------------------------------------------------------------------
 # Affine resampling
 # ---------------------------------------------------------------------------

@@ -65,9 +65,9 @@ for any draw, and a family nobody drew costs nothing. An example is in at
 most one family per round, so the sequential semantics of the draws are
 kept. With ``op_prob=0.5`` a round touches about half of the batch once,
 instead of evaluating 14 ops on all of it. Images are planar (``[B, C, H,
-W]``) inside, so rows are the vectorized axis on CPU. On GPU, where a
-conditional waits for the host, each family instead runs over the whole batch
-under a mask.
+W]``) inside, so rows are the vectorized axis on CPU. On GPU and TPU each
+family instead runs over the whole batch under a mask: no host round trip for
+the loop, and a sharded batch stays on its devices.
 """
 
 from __future__ import annotations
@@ -384,24 +384,15 @@ _FAMILIES = (
 )
 
 
-def _conditionals_are_cheap() -> bool:
-  # On GPU a lax.cond copies its predicate to the host and waits for it.
-  return jax.default_backend() in ('cpu', 'tpu')
+def _compact_families() -> bool:
+  """Whether family passes gather their examples (CPU) or mask the batch.
 
-
-def _materialize(x: Array) -> Array:
-  """Returns ``x``, computed into its own buffer before its consumers run.
-
-  XLA:CPU otherwise fuses a gather into the 3x3 stencils and reductions that
-  read its result, recomputing it for every element read, unvectorized (5-10x
-  slower), and it drops ``optimization_barrier`` before fusion. A
-  data-dependent ``lax.cond`` whose branches are both the identity is a
-  boundary it keeps.
+  On CPU the gather saves most of the work. On GPU a ``while_loop`` or
+  ``cond`` waits for the host each time, and on any accelerator a gather by
+  global index would pull a sharded batch across devices; there a masked
+  pass over the (local) batch costs well under a millisecond anyway.
   """
-  first = x.reshape(-1)[0]
-  # The compiler cannot fold ``first == first`` (NaN), and either branch
-  # returns ``x``; the branches differ only so they are not merged.
-  return jax.lax.cond(first == first, lambda v: v, lambda v: -(-v), x)
+  return jax.default_backend() == 'cpu'
 
 
 def family_capacity(batch_size: int, probability: float) -> int:
@@ -420,14 +411,13 @@ def _update_family(x: Array, selected: Array, params, fn, capacity: int
                    ) -> Array:
   """``x`` with ``fn`` applied to the examples where ``selected``.
 
-  With cheap conditionals and ``capacity < B``, only the selected examples
-  are gathered and transformed, ``capacity`` at a time in a ``while_loop``:
+  On CPU with ``capacity < B``, only the selected examples are gathered and transformed, ``capacity`` at a time in a ``while_loop``:
   almost always one chunk, none when no example drew the family, and as many
   as needed otherwise, so the result is exact for any draw. ``fn`` is traced
   once, at the chunk size.
   """
   b = x.shape[0]
-  if capacity >= b or not _conditionals_are_cheap():
+  if capacity >= b or not _compact_families():
     return jnp.where(_per_example(selected), fn(x, *params), x)
 
   # Indices of the selected examples first; `b` (dropped on write) after.
@@ -438,7 +428,7 @@ def _update_family(x: Array, selected: Array, params, fn, capacity: int
     start, x = state
     index = jax.lax.dynamic_slice(order, (start,), (capacity,))
     safe = jnp.minimum(index, b - 1)
-    subset = _materialize(jnp.take(x, safe, axis=0))
+    subset = _core.materialize(jnp.take(x, safe, axis=0))
     subset_params = [jnp.take(p, safe, axis=0) for p in params]
     x = x.at[index].set(fn(subset, *subset_params), mode='drop')
     return start + capacity, x

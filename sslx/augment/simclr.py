@@ -98,15 +98,55 @@ def _crop_boxes(u: Array, height: int, width: int, scale, ratio):
           jnp.where(found, h, fh), jnp.where(found, w, fw))
 
 
+# Below, images are planar, [B, C, H, W] float32, so that whole rows are the
+# innermost (vectorized) axis on CPU.
+
+
+def _per_example(values: Array) -> Array:
+  return values[:, None, None, None]
+
+
 def _gray(x: Array) -> Array:
-  return _core.luma(x)
+  """``[B, 1, H, W]`` luma of planar images (the image itself if C == 1)."""
+  if x.shape[1] == 1:
+    return x
+  w = _core.LUMA_WEIGHTS
+  return w[0] * x[:, 0:1] + w[1] * x[:, 1:2] + w[2] * x[:, 2:3]
+
+
+def _resized_crops(images: Array, matrix: Array, out_h: int,
+                   out_w: int) -> Array:
+  """Bilinear resampling of planar ``images`` through per-example affine maps.
+
+  Same convention as :func:`sslx.augment._core.affine_sample`, clamped at the
+  edge; ``images`` may be uint8 (converted after the gathers).
+  """
+  b, c, h, w = images.shape
+  ys = jnp.arange(out_h, dtype=jnp.float32) + 0.5
+  xs = jnp.arange(out_w, dtype=jnp.float32) + 0.5
+  m = matrix[:, :, :, None, None]  # [B, 2, 3, 1, 1]
+  u = m[:, 0, 0] * xs + m[:, 0, 1] * ys[:, None] + m[:, 0, 2] - 0.5
+  v = m[:, 1, 0] * xs + m[:, 1, 1] * ys[:, None] + m[:, 1, 2] - 0.5
+  u0, v0 = jnp.floor(u), jnp.floor(v)
+  fu, fv = (u - u0)[:, None], (v - v0)[:, None]
+  u0, v0 = u0.astype(jnp.int32), v0.astype(jnp.int32)
+  flat = images.reshape(b, c, h * w)
+
+  def at(rows, cols):
+    index = (jnp.clip(rows, 0, h - 1) * w + jnp.clip(cols, 0, w - 1))
+    index = index.reshape(b, 1, out_h * out_w)
+    values = jnp.take_along_axis(flat, index, axis=2)
+    return _core.to_float(values).reshape(b, c, out_h, out_w)
+
+  top = at(v0, u0) * (1 - fu) + at(v0, u0 + 1) * fu
+  bottom = at(v0 + 1, u0) * (1 - fu) + at(v0 + 1, u0 + 1) * fu
+  return top * (1 - fv) + bottom * fv
 
 
 def _hue_shift(x: Array, delta: Array) -> Array:
-  hue, saturation, value = jnp.split(dm_pix.rgb_to_hsv(x), 3, axis=-1)
-  rgb = dm_pix.hsv_to_rgb(
-      jnp.concatenate([(hue + delta) % 1.0, saturation, value], axis=-1))
-  return jnp.clip(rgb, 0.0, 1.0)
+  hsv = dm_pix.rgb_to_hsv(x, channel_axis=1)
+  hsv = jnp.concatenate([(hsv[:, 0:1] + delta) % 1.0, hsv[:, 1:]], axis=1)
+  return jnp.clip(dm_pix.hsv_to_rgb(hsv, channel_axis=1), 0.0, 1.0)
 
 
 def _color_jitter(x: Array, u: Array, strength: float) -> Array:
@@ -114,16 +154,15 @@ def _color_jitter(x: Array, u: Array, strength: float) -> Array:
 
   ``u``: ``[B, 8]`` uniforms (4 factors, 4 for the order).
   """
-  per = lambda v: v[:, None, None, None]
   spread = 0.8 * strength
   lo = max(0.0, 1.0 - spread)
-  factor = lambda v: per(lo + (1.0 + spread - lo) * v)
+  factor = lambda v: _per_example(lo + (1.0 + spread - lo) * v)
   brightness, contrast, saturation = (factor(u[:, i]) for i in range(3))
-  hue = per(min(0.5, 0.2 * strength) * (2.0 * u[:, 3] - 1.0))
+  hue = _per_example(min(0.5, 0.2 * strength) * (2.0 * u[:, 3] - 1.0))
   order = jnp.argsort(u[:, 4:8], axis=1)
-  rgb = x.shape[-1] == 3
+  rgb = x.shape[1] == 3
   for slot in range(4):
-    which = per(order[:, slot])
+    which = _per_example(order[:, slot])
     bright = jnp.clip(x * brightness, 0.0, 1.0)
     mean = jnp.mean(_gray(x), axis=(1, 2, 3), keepdims=True)
     contrasted = _core.blend(mean, x, contrast)
@@ -132,28 +171,30 @@ def _color_jitter(x: Array, u: Array, strength: float) -> Array:
       hued = _hue_shift(x, hue)
     else:
       saturated = hued = x
-    x = jnp.where(which == 0, bright,
+    # Materialized: the next slot reads it from four candidates.
+    x = _core.materialize(
+        jnp.where(which == 0, bright,
                   jnp.where(which == 1, contrasted,
-                            jnp.where(which == 2, saturated, hued)))
+                            jnp.where(which == 2, saturated, hued))))
   return x
 
 
 def _gaussian_blur(x: Array, sigma: Array) -> Array:
   """Separable Gaussian blur, per-example ``sigma`` ``[B]``, reflect padding."""
-  _, h, w, _ = x.shape
+  _, _, h, w = x.shape
   radius = max(1, round(0.05 * min(h, w)))
   radius = min(radius, h - 1, w - 1)
   taps = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
   weights = jnp.exp(-0.5 * (taps[None, :] / sigma[:, None]) ** 2)
   weights = weights / jnp.sum(weights, axis=1, keepdims=True)  # [B, taps]
   size = 2 * radius + 1
-  padded = jnp.pad(x, ((0, 0), (radius, radius), (0, 0), (0, 0)),
-                   mode='reflect')
-  x = sum(weights[:, i, None, None, None] * padded[:, i:i + h]
-          for i in range(size))
   padded = jnp.pad(x, ((0, 0), (0, 0), (radius, radius), (0, 0)),
                    mode='reflect')
-  return sum(weights[:, i, None, None, None] * padded[:, :, i:i + w]
+  x = _core.materialize(sum(_per_example(weights[:, i]) * padded[:, :, i:i + h]
+                           for i in range(size)))
+  padded = jnp.pad(x, ((0, 0), (0, 0), (0, 0), (radius, radius)),
+                   mode='reflect')
+  return sum(_per_example(weights[:, i]) * padded[:, :, :, i:i + w]
              for i in range(size))
 
 
@@ -223,27 +264,24 @@ def simclr_view(key: Array, images, *, crop_size=None, strength: float = 1.0,
                  jnp.where(mirrored, left + box_w, left)], axis=-1),
       jnp.stack([zero, sy, top], axis=-1),
   ], axis=1)
-  x = _core.to_float(images)
-  x = jax.vmap(lambda image, m: _core.affine_sample(
-      image, m, out_shape=(out_h, out_w), interpolation='bilinear',
-      fill=None))(x, matrix)
+  x = _core.materialize(
+      _resized_crops(images.transpose(0, 3, 1, 2), matrix, out_h, out_w))
 
   # 2. Colour jitter with probability jitter_prob.
   if strength > 0:
     jittered = _color_jitter(x, extra[:, 1:9], float(strength))
-    x = jnp.where((extra[:, 9] < jitter_prob)[:, None, None, None], jittered,
-                  x)
+    x = jnp.where(_per_example(extra[:, 9] < jitter_prob), jittered, x)
 
   # 3. Grayscale.
   if c == 3:
     gray = jnp.broadcast_to(_gray(x), x.shape)
-    x = jnp.where((extra[:, 10] < grayscale_prob)[:, None, None, None], gray,
-                  x)
+    x = jnp.where(_per_example(extra[:, 10] < grayscale_prob), gray, x)
 
   # 4. Blur.
   if blur:
+    x = _core.materialize(x)  # read once per tap below
     sigma = sigma_range[0] + (sigma_range[1] - sigma_range[0]) * extra[:, 11]
     blurred = _gaussian_blur(x, sigma)
-    x = jnp.where((extra[:, 12] < blur_prob)[:, None, None, None], blurred, x)
+    x = jnp.where(_per_example(extra[:, 12] < blur_prob), blurred, x)
 
-  return _core.from_float(x, images.dtype)
+  return _core.from_float(x.transpose(0, 2, 3, 1), images.dtype)
