@@ -399,8 +399,10 @@ def embed_2d(x: np.ndarray, method: str, seed: int = 0) -> tuple[np.ndarray, str
   if method == "tsne":
     from sklearn.manifold import TSNE
     perplexity = float(min(30.0, max(2.0, (len(x) - 1) / 3)))
-    y = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed).fit_transform(
-        x.astype(np.float32))
+    # Exact gradients are cheaper than Barnes-Hut's approximation up to ~1000 points.
+    algorithm = "exact" if len(x) <= 1000 else "barnes_hut"
+    y = TSNE(n_components=2, init="pca", perplexity=perplexity, random_state=seed,
+             method=algorithm).fit_transform(x.astype(np.float32))
     return y, f"perplexity {perplexity:g}"
   raise ValueError(f"method must be 'pca' or 'tsne', got {method!r}")
 
