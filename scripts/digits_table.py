@@ -31,12 +31,20 @@ def load_config(name: str, arg: str):
   return module.get_config(arg)
 
 
-def trainer_row(experiment: str, metric: str, overrides=None, all_labels: bool = False):
-  """A row that trains `experiment` and reports `metric` from its results.json."""
+def trainer_row(experiment: str, metric: str, overrides=None, all_labels: bool = False,
+                args: str = "", shares_runs_of: str | None = None):
+  """A row that trains `experiment` (with config `args`) and reports `metric`.
+
+  `shares_runs_of`: read another row's runs (same config, another metric) instead of
+  training again.
+  """
 
   def run(seed: int, labels_per_class: int, workdir: str, smoke: bool) -> float:
     from sslx import train
-    arg = ",".join(a for a in ("smoke" if smoke else "",
+    if shares_runs_of:
+      parts = workdir.split(os.sep)
+      workdir = os.sep.join(parts[:-3] + [shares_runs_of] + parts[-2:])
+    arg = ",".join(a for a in ("smoke" if smoke else "", args,
                                "" if all_labels else f"labels_per_class={labels_per_class}") if a)
     config = load_config(experiment, arg)
     config.seed = seed
@@ -93,12 +101,21 @@ ROWS = {
     "simclr_linear_probe": ("SimCLR + linear probe on the labeled subset",
                             trainer_row("simclr_digits", "linear_probe_accuracy")),
     "pixels_linear_probe": ("Linear probe on raw pixels (the bar SimCLR must beat)",
-                            trainer_row("simclr_digits", "pixel_linear_probe_accuracy")),
+                            trainer_row("simclr_digits", "pixel_linear_probe_accuracy",
+                                        shares_runs_of="simclr_linear_probe")),
     "fixmatch": ("FixMatch", trainer_row("fixmatch_digits", "test_accuracy_ema")),
     "fixmatch_no_ema": ("FixMatch, raw params (no EMA)",
-                        trainer_row("fixmatch_digits", "test_accuracy")),
+                        trainer_row("fixmatch_digits", "test_accuracy",
+                                                    shares_runs_of="fixmatch")),
+    "fixmatch_da": ("FixMatch + distribution alignment, threshold 0.9",
+                    trainer_row("fixmatch_digits", "test_accuracy_ema", args="da=1,threshold=0.9")),
+    "fixmatch_da_graph": ("FixMatch + DA + in-batch graph pseudo-labels",
+                          trainer_row("fixmatch_digits", "test_accuracy_ema",
+                                      args="da=1,threshold=0.9,graph=1")),
     "fixmatch_nt_xent": ("FixMatch + NT-Xent",
                          trainer_row("fixmatch_simclr_digits", "test_accuracy_ema")),
+    "deep_lp": ("Deep label propagation (Iscen et al.)",
+                trainer_row("lp_digits", "test_accuracy_ema")),
 }
 
 
