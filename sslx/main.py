@@ -14,7 +14,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              "experiments", "supervised_digits.py")
+                              "experiments", "fixmatch_graph_digits.py")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", DEFAULT_CONFIG, "Experiment config file[:arg] (default: the digits experiment).",
@@ -24,6 +24,13 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Where checkpoints, logs and res
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Delete a previous run in --workdir "
                                "instead of refusing to resume a different config.")
 _MULTIHOST = flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() first.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "With --multihost: host:port of process 0's coordinator. "
+    "Leave unset on Cloud TPU, Slurm and Open MPI, where JAX detects it.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "With --multihost: total number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None,
+                                   "With --multihost: this process's index, 0..num_processes-1.")
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -38,9 +45,14 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if any(v is not None for v in explicit) and not _MULTIHOST.value:
+    raise app.UsageError("--coordinator_address/--num_processes/--process_id need --multihost")
   if _MULTIHOST.value:
     import jax
-    jax.distributed.initialize()
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
   from sslx import train  # after flags: JAX must not start before distributed init
   config = _CONFIG.value
   config_path = config_flags.get_config_filename(flags.FLAGS["config"])
