@@ -153,6 +153,7 @@ def config_errors(config) -> list[str]:
   need(model_name in models.MODEL_NAMES,
        f"model.name={model_name!r} is unknown; choose one of {tuple(models.MODEL_NAMES)}")
   errors.extend(optim.validate_optimizer_config(config.optimizer))
+  errors.extend(augment_errors(config.augment))
   fe = config.feature_eval
   if config.data.streaming and (fe.linear_probe or fe.knn or fe.pixel_baseline):
     errors.append("feature_eval needs the dataset in memory; it is not available with "
@@ -162,6 +163,35 @@ def config_errors(config) -> list[str]:
     data.validate_data_config(config.data)
   except ValueError as e:
     errors.append(str(e))
+  return errors
+
+
+def augment_errors(aug) -> list[str]:
+  """``config.augment`` checks (the augmentations would only fail once traced)."""
+  errors = []
+
+  def fraction(name, high=1.0, high_inclusive=True):
+    v = aug[name]
+    ok = _is_number(v) and 0 <= v and (v <= high if high_inclusive else v < high)
+    if not ok:
+      errors.append(f"augment.{name} must be a number in [0, {high}{']' if high_inclusive else ')'}"
+                    f", got {v!r}")
+
+  for name in ("flip", "simclr_blur"):
+    if not isinstance(aug[name], bool):
+      errors.append(f"augment.{name} must be a bool, got {aug[name]!r}")
+  fraction("translate", 0.5, high_inclusive=False)
+  fraction("op_prob")
+  fraction("cutout")
+  if not (_is_int(aug.num_ops) and aug.num_ops >= 0):
+    errors.append(f"augment.num_ops must be an int >= 0, got {aug.num_ops!r}")
+  if not (_is_number(aug.simclr_strength) and aug.simclr_strength >= 0):
+    errors.append(f"augment.simclr_strength must be a number >= 0, got {aug.simclr_strength!r}")
+  scale = aug.simclr_crop_scale
+  if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and all(map(_is_number, scale))
+          and 0 < scale[0] <= scale[1] <= 1):
+    errors.append(f"augment.simclr_crop_scale must be (low, high) with 0 < low <= high <= 1, "
+                  f"got {scale!r}")
   return errors
 
 

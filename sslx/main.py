@@ -3,7 +3,13 @@
 With no ``--config`` it runs the project's default experiment into ``runs/<name>``.
 Overrides: ``--config.num_steps=2000 --config.data.num_labels=40``.
 Multi-host (TPU pod slices, GPU clusters): pass ``--multihost`` on every host; JAX reads
-the coordinator from the environment (``jax.distributed.initialize()``).
+the coordinator from the environment (``jax.distributed.initialize()``) on Cloud TPU, Slurm
+and Open MPI; elsewhere also pass ``--coordinator_address=host0:port --num_processes=N
+--process_id=i`` (``scripts/launch_tpu_pod.sh`` starts a run on every TPU worker).
+
+Exit status: 0 done; 2 bad config/data/workdir or a non-finite loss (message on stderr);
+42 (``train.PREEMPTED_EXIT_CODE``) preempted by SIGTERM after writing a checkpoint: run
+the same command again to resume.
 """
 
 import logging as std_logging

@@ -558,6 +558,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     pool_sizes = {"labeled": len(dataset.labeled_labels),
                   "unlabeled": len(dataset.unlabeled_labels)}
   model = build_model(config, dataset.num_classes)
+  if config.unlabeled_ratio and not pool_sizes["unlabeled"]:
+    raise ValueError(
+        f"unlabeled_ratio={config.unlabeled_ratio} asks for unlabeled batches, but the "
+        f"unlabeled pool is empty (data.unlabeled_pool={config.data.unlabeled_pool!r}, "
+        f"data.extra_unlabeled={config.data.extra_unlabeled}, data.num_labels="
+        f"{config.data.num_labels}); use data.unlabeled_pool='all' or unlabeled_ratio=0.")
   check_workdir(workdir, config, overwrite=overwrite)
   optimizer, schedule = optim.create_optimizer(config.optimizer, config.num_steps)
 
