@@ -44,6 +44,9 @@ def trainer_row(experiment: str, metric: str, overrides=None, all_labels: bool =
     if shares_runs_of:
       parts = workdir.split(os.sep)
       workdir = os.sep.join(parts[:-3] + [shares_runs_of] + parts[-2:])
+    if all_labels:  # the label count does not change this run: one set of runs for all columns
+      parts = workdir.split(os.sep)
+      workdir = os.sep.join(parts[:-2] + ["all_labels", parts[-1]])
     arg = ",".join(a for a in ("smoke" if smoke else "", args,
                                "" if all_labels else f"labels_per_class={labels_per_class}") if a)
     config = load_config(experiment, arg)
