@@ -1,0 +1,154 @@
+"""Tests for sslx.label_propagation: agreement with scikit-learn, API, errors."""
+
+import importlib.util
+import pathlib
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.semi_supervised as sk
+from sklearn import datasets
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
+
+import sslx.label_propagation as sx
+
+_SEEDS = range(5)
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return datasets.load_digits(return_X_y=True)
+
+
+@pytest.fixture(scope="module")
+def iris():
+  return datasets.load_iris(return_X_y=True)
+
+
+def _per_class_mask(y, per_class, seed):
+  rng = np.random.RandomState(seed)
+  labels = np.full(len(y), -1)
+  for c in np.unique(y):
+    labels[rng.choice(np.flatnonzero(y == c), per_class, replace=False)] = c
+  return labels
+
+
+def _accuracies(cls_name, params, x, y, masks):
+  ours, theirs, same = [], [], []
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    for labels in masks:
+      unl = labels == -1
+      a = getattr(sx, cls_name)(**params).fit(x, labels).transduction_
+      b = getattr(sk, cls_name)(**params).fit(x, labels).transduction_
+      ours.append((a[unl] == y[unl]).mean())
+      theirs.append((b[unl] == y[unl]).mean())
+      same.append((a == b).mean())
+  return np.mean(ours), np.mean(theirs), np.mean(same)
+
+
+@pytest.mark.parametrize("cls_name", ["LabelSpreading", "LabelPropagation"])
+def test_agrees_with_sklearn_on_digits(digits, cls_name):
+  x, y = digits
+  masks = [_per_class_mask(y, 2, seed) for seed in _SEEDS]
+  ours, theirs, same = _accuracies(
+      cls_name, dict(kernel="knn", n_neighbors=10), x, y, masks)
+  assert abs(ours - theirs) <= 0.01, (ours, theirs)
+  assert same >= 0.97, same
+
+
+@pytest.mark.parametrize("cls_name", ["LabelSpreading", "LabelPropagation"])
+def test_agrees_with_sklearn_on_iris(iris, cls_name):
+  x, y = iris
+  masks = []
+  for seed in _SEEDS:
+    labels = y.copy()
+    labels[np.random.RandomState(seed).rand(len(y)) < 0.9] = -1
+    masks.append(labels)
+  ours, theirs, same = _accuracies(
+      cls_name, dict(kernel="knn", n_neighbors=10), x, y, masks)
+  assert abs(ours - theirs) <= 0.01, (ours, theirs)
+  assert same >= 0.95, same
+
+
+def test_rbf_kernel_on_knn_graph_is_as_accurate(digits):
+  x, y = digits
+  masks = [_per_class_mask(y, 5, seed) for seed in _SEEDS[:3]]
+  ours, theirs, _ = _accuracies(
+      "LabelSpreading", dict(kernel="rbf", gamma=0.02, n_neighbors=10), x, y,
+      masks)
+  assert ours >= theirs - 0.01, (ours, theirs)
+
+
+def test_estimator_api(iris):
+  x, y = iris
+  labels = np.where(np.arange(150) % 5 == 0, y + 3, -1)   # classes 3, 4, 5
+  model = sx.LabelSpreading(kernel="knn", n_neighbors=10, alpha=0.5)
+  assert clone(model).get_params() == model.get_params()
+  assert model.set_params(alpha=0.3).alpha == 0.3
+  model.fit(x, labels)
+  np.testing.assert_array_equal(model.classes_, [3, 4, 5])
+  assert model.transduction_.shape == (150,)
+  np.testing.assert_array_equal(model.transduction_[labels >= 0],
+                                labels[labels >= 0])
+  dist = model.label_distributions_
+  assert dist.shape == (150, 3)
+  np.testing.assert_allclose(dist.sum(1), 1.0, rtol=1e-6)
+  proba = model.predict_proba(x[:20] + 0.01)
+  assert proba.shape == (20, 3)
+  np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+  pred = model.predict(x)
+  assert set(pred) <= {3, 4, 5}
+  assert model.score(x, y + 3) >= 0.85
+  assert model.n_iter_ >= 1
+  rbf = sx.LabelPropagation(kernel="rbf", gamma=20, n_neighbors=10).fit(
+      x, labels)
+  np.testing.assert_allclose(rbf.predict_proba(x).sum(1), 1.0, rtol=1e-6)
+
+
+def test_approx_neighbours_option(digits):
+  x, y = digits
+  labels = _per_class_mask(y, 10, 0)
+  unl = labels == -1
+  exact = sx.LabelSpreading(kernel="knn", n_neighbors=10).fit(x, labels)
+  approx = sx.LabelSpreading(kernel="knn", n_neighbors=10, knn_method="approx",
+                             leaf_size=128, num_probes=8).fit(x, labels)
+  acc = lambda m: (m.transduction_[unl] == y[unl]).mean()
+  assert acc(approx) >= acc(exact) - 0.02
+
+
+def test_estimator_errors(iris):
+  x, y = iris
+  labels = np.where(np.arange(150) % 5 == 0, y, -1)
+  model = sx.LabelSpreading(kernel="knn", n_neighbors=10)
+  with pytest.raises(ValueError, match="`y` has no labeled sample"):
+    model.fit(x, np.full(150, -1))
+  with pytest.raises(ValueError, match="same number of samples, got 150 and 149"):
+    model.fit(x, labels[:149])
+  bad = x.copy()
+  bad[7, 1] = np.nan
+  with pytest.raises(ValueError, match="`X` must be finite.*row 7"):
+    model.fit(bad, labels)
+  with pytest.raises(ValueError, match="`n_neighbors` must be <= the number"):
+    sx.LabelSpreading(kernel="knn", n_neighbors=151).fit(x, labels)
+  with pytest.raises(ValueError, match="`kernel` must be one of"):
+    sx.LabelSpreading(kernel="poly").fit(x, labels)
+  with pytest.raises(ValueError, match=r"`alpha` must be in \(0, 1\)"):
+    sx.LabelSpreading(kernel="knn", alpha=1.5).fit(x, labels)
+  fitted = sx.LabelSpreading(kernel="knn", n_neighbors=10).fit(x, labels)
+  with pytest.raises(ValueError, match="`X` has 3 features"):
+    fitted.predict(x[:, :3])
+
+
+def test_iris_seed_example_runs():
+  path = (pathlib.Path(__file__).parents[1] / "scripts" /
+          "iris_label_propagation.py")
+  spec = importlib.util.spec_from_file_location("iris_example", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    (ours, theirs), n_unlabeled = module.transductive_accuracies(42)
+  assert 120 <= n_unlabeled <= 150
+  assert ours >= 0.8 and abs(ours - theirs) <= 0.05
