@@ -31,6 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sslx.models import conv as conv_lib
 from sslx.models.heads import require_image_batch
 
 Dtype = Any
@@ -68,6 +69,7 @@ class ResNetBlock(nn.Module):
 
     def conv(features, kernel_size, strides, name):
       return nn.Conv(features, (kernel_size, kernel_size), strides=strides,
+                     conv_general_dilated=conv_lib.conv_general_dilated,
                      padding=_pad(kernel_size), use_bias=False,
                      kernel_init=conv_kernel_init, dtype=self.dtype, name=name)
 
@@ -142,6 +144,7 @@ class ResNet(nn.Module):
     x = images.astype(self.dtype)
     kernel_size, strides = (3, 1) if self.stem == 'cifar' else (7, 2)
     x = nn.Conv(self.width, (kernel_size, kernel_size), strides=strides,
+                conv_general_dilated=conv_lib.conv_general_dilated,
                 padding=_pad(kernel_size), use_bias=False, kernel_init=conv_kernel_init,
                 dtype=self.dtype, name='stem_conv')(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,

@@ -39,6 +39,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sslx.models import conv as conv_lib
 from sslx.models.heads import require_image_batch
 
 Dtype = Any
@@ -64,6 +65,7 @@ class WideResNetBlock(nn.Module):
                              momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                              dtype=self.dtype)
     conv = functools.partial(nn.Conv, padding='SAME', kernel_init=conv_kernel_init,
+                             conv_general_dilated=conv_lib.conv_general_dilated,
                              dtype=self.dtype)
     act = functools.partial(nn.leaky_relu, negative_slope=self.leaky_relu_slope)
 
@@ -122,6 +124,7 @@ class WideResNet(nn.Module):
 
     x = images.astype(self.dtype)
     x = nn.Conv(16, (3, 3), padding='SAME', kernel_init=conv_kernel_init,
+                conv_general_dilated=conv_lib.conv_general_dilated,
                 dtype=self.dtype, name='stem')(x)
     for group, channels in enumerate((16 * self.width, 32 * self.width, 64 * self.width)):
       for i in range(blocks_per_group):
