@@ -141,9 +141,9 @@ class _BaseLabelPropagation(ClassifierMixin, BaseEstimator):
     self.classes_ = classes
     self.n_features_in_ = x.shape[1]
     idx, sim = _graph.knn_graph(
-        x.astype(np.float32), k=int(self.n_neighbors) - 1, metric="euclidean",
-        method=self.knn_method, num_probes=self.num_probes,
-        leaf_size=self.leaf_size)
+        x.astype(np.float32, copy=False), k=int(self.n_neighbors) - 1,
+        metric="euclidean", method=self.knn_method,
+        num_probes=self.num_probes, leaf_size=self.leaf_size)
     weights = self._edge_weights(sim)
     if self._variant == "propagation" and not self.symmetrize:
       # scikit-learn's kNN graph counts each sample as its own neighbour; in
@@ -191,7 +191,8 @@ class _BaseLabelPropagation(ClassifierMixin, BaseEstimator):
           f"`X` has {x.shape[1]} features, but the model was fitted with "
           f"{self.n_features_in_}.")
     idx, sim = _graph.knn_search(
-        x.astype(np.float32), self.X_.astype(np.float32),
+        x.astype(np.float32, copy=False),
+        self.X_.astype(np.float32, copy=False),
         k=int(self.n_neighbors), metric="euclidean")
     idx, sim = np.asarray(idx), np.asarray(sim, np.float64)
     if self.kernel == "knn":

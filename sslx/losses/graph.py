@@ -9,8 +9,9 @@ spread the few known labels over a similarity graph of all points.
 * :func:`knn_search` -- k nearest database points of new query points.
 * :func:`propagate` -- label spreading (Zhou et al. 2004), hard-clamped label
   propagation (Zhu and Ghahramani 2002) or a conjugate-gradient solve of the
-  spreading system (Iscen et al. 2019) over the symmetrised kNN graph, as
-  gather-based sparse products (O(N k C) per iteration).
+  spreading system (Iscen et al. 2019) over the symmetrised kNN graph (or,
+  as scikit-learn, the directed one), as gather-based sparse products
+  (O(N k C) per iteration).
 * :func:`lp_pseudo_labels` and :func:`weighted_pseudo_label_loss` -- the
   certainty- and class-weighted pseudo-labels of deep label propagation
   (Iscen, Tolias, Avrithis and Chum, "Label Propagation for Deep
@@ -33,7 +34,8 @@ How the deep-LP pieces follow the official code (github.com/ahmetius/LP-DeepSSL,
   clip only matters for negative cosines, which ReLU features never give --
   and the graph is symmetrised as W + W^T (an edge found from both ends
   counts twice), its diagonal removed and normalised as
-  S = D^-1/2 W D^-1/2 (zero degree -> zero row).
+  S = D^-1/2 W D^-1/2 (a zero degree -- an isolated point, whose row of W is
+  zero anyway -- is treated as 1 here, 1/sqrt(0) -> 0 there: same S).
 * solve: (I - alpha S) Z = Y with alpha = 0.99 by conjugate gradient, at
   most 20 iterations, one right-hand side per class, with Y[:, c] = 1/|L_c|
   on the labeled points of class c (``normalize_by_class_size=True``).
@@ -177,7 +179,8 @@ def _check_graph(indices, weights) -> Tuple[jax.Array, jax.Array]:
 # matmul, so the matmul keeps the data's feature count.
 #
 # Selecting the top k of each [B, N] score row with lax.top_k costs about as
-# much as the matmul itself on CPU, so the search runs in two passes:
+# much as the matmul itself on CPU, so the search runs in two passes (the
+# point itself is not masked in pass 1; pass 2 drops it from the k + 1 best):
 #   1. matmul + max over bins of `bin_size` database points, one [block,
 #      chunk] tile at a time (the reduction is fused with the masking and the
 #      tile stays in cache): [B, N / bin_size] bin maxima. A bin is strided --
@@ -289,15 +292,15 @@ def _exact_knn(queries, database, *, k, metric, exclude_self, block_size,
       x = lax.dynamic_slice_in_dim(db, c * chunk_size, chunk_size)
       s = q @ x.T + lax.dynamic_slice_in_dim(bias, c * chunk_size,
                                              chunk_size)[None, :]
-      if exclude_self:
-        cols = c * chunk_size + jnp.arange(chunk_size)
-        s = jnp.where(cols[None, :] == rows[:, None], -jnp.inf, s)
       return None, _bin_max(s, m)
 
     _, bin_max = lax.scan(chunk, None, jnp.arange(nc))
     bin_max = jnp.moveaxis(bin_max, 0, 1).reshape(block_size, db_pad // m)
-    best = _best_bins(bin_max, k, group)                             # [B, k]
-    cand = _bin_members(best, chunk_size, m).reshape(block_size, k * m)
+    # The point itself is not masked in pass 1 (no per-element compare): the
+    # k best others are among the k + 1 best points, in the k + 1 best bins.
+    kk = k + 1 if exclude_self else k
+    best = _best_bins(bin_max, kk, group)                           # [B, kk]
+    cand = _bin_members(best, chunk_size, m).reshape(block_size, kk * m)
     s = _bin_scores(q, db_bins[best], metric)
     invalid = cand >= num_db
     if exclude_self:
@@ -322,7 +325,7 @@ def _selection_params(num_cols: int, k: int, bin_size: int = 16,
 
 def _exact_knn_params(num_db: int, k: int):
   """Chunk, bin and group sizes for `_exact_knn` (static, from the shapes)."""
-  chunk = min(8192, _round_up(num_db, 256))
+  chunk = min(2048, _round_up(num_db, 256))
   bin_size, group = _selection_params(_round_up(num_db, chunk), k)
   return chunk, bin_size, group
 
@@ -342,7 +345,7 @@ def _exact_knn_params(num_db: int, k: int):
 
 
 @functools.partial(jax.jit, static_argnames=("levels", "tile", "power_iters"))
-def _pca_tree_order(x, key, *, levels, tile, power_iters=3):
+def _pca_tree_order(x, seed, *, levels, tile, power_iters=3):
   """Permutation [2^levels * tile] of point ids (>= N marks padding)."""
   n, dim = x.shape
   num_leaves = 2 ** levels
@@ -353,31 +356,42 @@ def _pca_tree_order(x, key, *, levels, tile, power_iters=3):
   def level(l, perm):
     seg_size = n_pad // (2 ** l)
     pos_seg = jnp.arange(n_pad) // seg_size
-    xs = x_pad[perm]
-    w = valid[perm].astype(x.dtype)
-    count = jax.ops.segment_sum(w, pos_seg, num_leaves, indices_are_sorted=True)
-    mean = jax.ops.segment_sum(
-        xs * w[:, None], pos_seg, num_leaves, indices_are_sorted=True
-    ) / jnp.maximum(count, 1.0)[:, None]
-    xc = (xs - mean[pos_seg]) * w[:, None]
+    xs = x_pad[perm]                       # padding rows are zero
+    w = valid[perm]
+    count = jax.ops.segment_sum(w.astype(x.dtype), pos_seg, num_leaves,
+                                indices_are_sorted=True)
+    mean = jax.ops.segment_sum(xs, pos_seg, num_leaves,
+                               indices_are_sorted=True) / jnp.maximum(
+                                   count, 1.0)[:, None]
+
+    def project(v):   # (x_i - mean_s) . v_s, 0 on padding; no centred copy
+      p = (jnp.sum(xs * v[pos_seg], axis=1)
+           - jnp.sum(mean * v, axis=1)[pos_seg])
+      return jnp.where(w, p, 0.0)
+
     # Start the power iteration from the difference of two points of the
-    # segment (random within the segment), a cheap data-dependent direction.
-    k1, k2 = jax.random.split(jax.random.fold_in(key, l))
-    off = jax.random.randint(k1, (num_leaves,), 0, seg_size)
-    off2 = jax.random.randint(k2, (num_leaves,), 0, seg_size)
+    # segment, picked by an integer hash of (seed, level, segment): a cheap
+    # data-dependent direction (jax.random would add seconds of compilation).
+    segs = jnp.arange(num_leaves, dtype=jnp.uint32)
+    h = (segs * jnp.uint32(2654435761) + seed
+         + jnp.uint32(l) * jnp.uint32(40503))
+    h = (h ^ (h >> 15)) * jnp.uint32(2246822519)
+    off = (h % jnp.uint32(seg_size)).astype(jnp.int32)
+    off2 = ((h >> 7) % jnp.uint32(seg_size)).astype(jnp.int32)
     start = jnp.minimum(jnp.arange(num_leaves) * seg_size, n_pad - 1)
-    direction = (xc[jnp.minimum(start + off, n_pad - 1)]
-                 - xc[jnp.minimum(start + off2, n_pad - 1)])
-    direction = direction + 1e-6 * jax.random.normal(k1, direction.shape)
+    direction = (xs[jnp.minimum(start + off, n_pad - 1)]
+                 - xs[jnp.minimum(start + off2, n_pad - 1)])
 
     def power(_, v):
-      proj = jnp.sum(xc * v[pos_seg], axis=1)
-      v = jax.ops.segment_sum(xc * proj[:, None], pos_seg, num_leaves,
-                              indices_are_sorted=True)
+      p = project(v)
+      v = (jax.ops.segment_sum(xs * p[:, None], pos_seg, num_leaves,
+                               indices_are_sorted=True)
+           - mean * jax.ops.segment_sum(p, pos_seg, num_leaves,
+                                        indices_are_sorted=True)[:, None])
       return v / jnp.maximum(jnp.linalg.norm(v, axis=1, keepdims=True), 1e-30)
 
     direction = lax.fori_loop(0, power_iters, power, direction)
-    proj = jnp.sum(xc * direction[pos_seg], axis=1)
+    proj = project(direction)
     proj = jnp.where(valid[perm], proj, jnp.inf)   # padding sorts last
     _, _, perm = lax.sort((pos_seg, proj, perm), num_keys=2)
     return perm
@@ -448,16 +462,16 @@ def _leaf_knn(x, perm, *, k, metric, tile, num_probes, bin_size, group):
         tile, k * m)
     cand_c = (best[:, :, None] * m + jnp.arange(m)).reshape(tile, k * m)
     vals, pos = lax.top_k(cand_s, k)
-    return vals, cols[jnp.take_along_axis(cand_c, pos, axis=1)]
+    found = cols[jnp.take_along_axis(cand_c, pos, axis=1)]
+    if metric == "euclidean":   # exact -|q - x|^2 of the k found (k d work)
+      diff = xs[found] - leaves[t][:, None, :]
+      vals, order = lax.top_k(-jnp.sum(diff * diff, axis=-1), k)
+      found = jnp.take_along_axis(found, order, axis=1)
+    return vals, found
 
   vals, idx = lax.map(leaf, jnp.arange(num_leaves))
   vals = vals.reshape(n_pad, k)
-  idx = idx.reshape(n_pad, k)
-  if metric == "euclidean":   # exact -|q - x|^2 of the k found (k * d work)
-    diff = xs[idx] - xs[:, None, :]
-    vals, order = lax.top_k(-jnp.sum(diff * diff, axis=-1), k)
-    idx = jnp.take_along_axis(idx, order, axis=1)
-  idx = perm[idx]
+  idx = perm[idx.reshape(n_pad, k)]
   # Back to the original order (padding rows are dropped).
   out_v = jnp.zeros((n, k), jnp.float32).at[perm].set(vals, mode="drop")
   out_i = jnp.zeros((n, k), jnp.int32).at[perm].set(idx, mode="drop")
@@ -480,7 +494,7 @@ def knn_graph(
     *,
     k: int,
     metric: str = "cosine",
-    block_size: int = 256,
+    block_size: int = 512,
     method: str = "exact",
     leaf_size: int = 256,
     num_probes: int = 32,
@@ -498,14 +512,22 @@ def knn_graph(
   ``method='exact'`` scans all points block by block: a ``[block_size, d] x
   [d, chunk]`` matmul whose output is reduced to per-bin maxima in the same
   fused loop, then an exact re-scoring of the few candidate bins (see the
-  module source for why this is exact). Memory is ``O(N k + block_size * N /
-  32)``, never ``N x N``; time is the ``2 N^2 d`` flops of the matmul.
+  module source for why this is exact). Memory is ``O(N (k + d) +
+  block_size * N / 16)``, never ``N x N``; time is the ``2 N^2 d`` flops of
+  the matmul.
 
-  ``method='approx'`` orders the points by a balanced PCA tree with leaves of
-  about ``leaf_size`` points and searches, for every leaf, the points of the
-  ``num_probes`` leaves with the nearest centroids (its own included). It
-  reads ``num_probes / num_leaves`` of the data per point; recall grows with
-  ``num_probes`` (``num_probes >= num_leaves`` is exact).
+  ``method='approx'`` orders the points by a balanced PCA tree (every segment
+  split at the median of its projection on its principal direction) with
+  ``2^L`` leaves of about ``leaf_size`` points, and searches, for every leaf,
+  the points of ``num_probes`` leaves, as one dense matmul per leaf. The
+  probed leaves are those nearest to the leaf's centroid, except that the
+  ``num_probes // 8`` leaves nearest to each of its (sampled) points come
+  first, so a leaf straddling two clusters probes both. It reads
+  ``num_probes / num_leaves`` of the data per point: time
+  ``O(N * num_probes * leaf_size * d)``, memory ``O(N (k + d))``; recall grows
+  with ``num_probes`` (``num_probes >= num_leaves`` is exact). It suits data
+  whose neighbours are near in a few principal directions (embeddings,
+  clusters); on isotropic noise recall needs a large fraction of leaves.
 
   Example::
 
@@ -517,13 +539,14 @@ def knn_graph(
     features: ``[num_points, num_features]`` finite array.
     k: number of neighbours, ``1 <= k < num_points``.
     metric: ``'cosine'``, ``'inner_product'`` or ``'euclidean'``.
-    block_size: query rows per matmul block (memory ``block_size * N / 8``
+    block_size: query rows per matmul block (memory ``block_size * N / 4``
       bytes for the bin maxima).
     method: ``'exact'`` or ``'approx'``.
     leaf_size: approximate search: points per leaf (rounded to a power-of-two
       number of leaves).
     num_probes: approximate search: leaves searched per leaf.
-    seed: approximate search: seed of the random start of the power iterations.
+    seed: approximate search: seed of the (hashed) start points of the power
+      iterations.
 
   Returns:
     ``(indices [num_points, k] int32, similarities [num_points, k] float32)``.
@@ -547,13 +570,14 @@ def knn_graph(
     return idx, vals
   leaf_size = _check_int("leaf_size", leaf_size, 2 * k)
   num_probes = _check_int("num_probes", num_probes, 1)
+  seed = _check_int("seed", seed, 0, 2 ** 32 - 1)
   levels, tile = _tree_shape(n, leaf_size, 8)
   num_probes = min(num_probes, 2 ** levels)
   bin_size, group = _selection_params(num_probes * tile, k, 8, 16)
   while (num_probes * tile // bin_size) % group:
     group //= 2
-  perm = _pca_tree_order(x, jax.random.PRNGKey(seed), levels=levels,
-                         tile=tile)
+  perm = _pca_tree_order(_normalize_rows(x) if metric == "cosine" else x,
+                         jnp.uint32(seed), levels=levels, tile=tile)
   vals, idx = _leaf_knn(x, perm, k=k, metric=metric, tile=tile,
                         num_probes=num_probes, bin_size=bin_size, group=group)
   return idx, vals
@@ -565,7 +589,7 @@ def knn_search(
     *,
     k: int,
     metric: str = "cosine",
-    block_size: int = 256,
+    block_size: int = 512,
 ) -> Tuple[jax.Array, jax.Array]:
   """Exact k nearest ``database`` rows of every query row.
 

@@ -55,6 +55,14 @@ def test_knn_graph_equals_brute_force(points, metric):
   assert not (np.asarray(idx) == np.arange(300)[:, None]).any()
 
 
+def test_knn_graph_under_jit(points):
+  idx, sim = jax.jit(lambda p: graph.knn_graph(p, k=7, metric="cosine"))(
+      points)
+  ref_idx, ref_sim = _brute_force(points, points, 7, "cosine", True)
+  np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+  np.testing.assert_allclose(np.asarray(sim), ref_sim, rtol=1e-5, atol=1e-6)
+
+
 def test_exact_knn_many_chunks_bins_and_groups(points):
   # Small chunk/bin/group sizes run the multi-chunk scan, the strided bins and
   # the grouped selection on a small problem; padding of both queries (300 ->
@@ -98,7 +106,7 @@ def test_pca_tree_order_is_balanced_permutation(blobs):
   levels, tile = graph._tree_shape(600, 64, 8)
   assert (2 ** levels, tile) == (16, 40)
   perm = np.asarray(graph._pca_tree_order(
-      jnp.asarray(x), jax.random.PRNGKey(0), levels=levels, tile=tile))
+      jnp.asarray(x), jnp.uint32(0), levels=levels, tile=tile))
   assert sorted(perm.tolist()) == list(range(640))   # ids >= 600: padding
   leaves = [x[leaf[leaf < 600]] for leaf in perm.reshape(16, 40)
             if (leaf < 600).any()]
