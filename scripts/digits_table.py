@@ -129,6 +129,8 @@ def main(argv=None):
   parser.add_argument("--workroot", default="runs/digits_table")
   parser.add_argument("--out", default="results/digits_table")
   parser.add_argument("--smoke", action="store_true")
+  parser.add_argument("--report_only", action="store_true",
+                      help="print the table of what <out>.json holds; train nothing")
   args = parser.parse_args(argv)
   rows = [r for r in args.rows.split(",") if r]
   unknown = [r for r in rows if r not in ROWS]
@@ -144,7 +146,7 @@ def main(argv=None):
     for lpc in lpcs:
       for seed in seeds:
         key = f"{row}/{lpc}/{seed}"
-        if key in results and not args.smoke:
+        if (key in results and not args.smoke) or args.report_only:
           continue
         t0 = time.time()
         workdir = os.path.join(args.workroot, row, f"lpc{lpc}", f"seed{seed}")
@@ -161,7 +163,7 @@ def main(argv=None):
     cells = []
     for lpc in lpcs:
       vals = [100 * results[f"{row}/{lpc}/{s}"] for s in seeds if f"{row}/{lpc}/{s}" in results]
-      cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f}" if vals else "—")
+      cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f} (n={len(vals)})" if vals else "—")
     lines.append(f"| {ROWS[row][0]} | " + " | ".join(cells) + " |")
   table = "\n".join(lines)
   with open(args.out + ".md", "w") as f:
