@@ -118,7 +118,7 @@ def main():
   parser.add_argument("--k", type=int, default=10,
                       help="n_neighbors (scikit-learn's: counts the point)")
   parser.add_argument("--label_fraction", type=float, default=0.01)
-  parser.add_argument("--num_probes", type=int, default=48)
+  parser.add_argument("--num_probes", type=int, default=52)
   parser.add_argument("--leaf_size", type=int, default=256)
   parser.add_argument("--timeout", type=float, default=420,
                       help="seconds allowed per sslx configuration")
