@@ -7,6 +7,10 @@ the trainer). Every function computes in float32 and accepts bfloat16 inputs.
 from sslx.losses.classification import accuracy, cross_entropy
 from sslx.losses.consistency import fixmatch_consistency
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
+from sslx.losses.graph import (GraphTargets, batch_label_propagation, knn_graph, knn_search,
+                               lp_pseudo_labels, propagate, weighted_pseudo_label_loss)
 
-__all__ = ["accuracy", "alignment", "contrastive_accuracy", "cross_entropy",
-           "fixmatch_consistency", "nt_xent", "uniformity"]
+__all__ = ["GraphTargets", "accuracy", "alignment", "batch_label_propagation",
+           "contrastive_accuracy", "cross_entropy", "fixmatch_consistency", "knn_graph",
+           "knn_search", "lp_pseudo_labels", "nt_xent", "propagate", "uniformity",
+           "weighted_pseudo_label_loss"]
