@@ -15,22 +15,17 @@ while the classifier's own confident predictions are still few and often wrong.
 Args: ``labels_per_class=N`` (default 2, i.e. 20 labels), ``smoke``.
 """
 
-import importlib.util
 import os
 
-from sslx.config import parse_config_arg
+from sslx.config import load_config_file, parse_config_arg
 
-_spec = importlib.util.spec_from_file_location(
-    "_fixmatch_digits", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                     "fixmatch_digits.py"))
-_fixmatch = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fixmatch)
+_FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_digits.py")
 
 
 def get_config(arg=None):
   args = parse_config_arg(arg)
   extra = "da=1,threshold=0.9,graph=1"
-  c = _fixmatch.get_config(f"{arg},{extra}" if arg else extra)
+  c = load_config_file(_FIXMATCH, f"{arg},{extra}" if arg else extra)
   c.method = "fixmatch+da+graph"
   if not args.get("smoke"):
     c.num_steps = 1500

@@ -10,21 +10,16 @@ contrastive term costs a projection head and no extra forward pass.
 Args: ``labels_per_class=N`` (default 2), ``smoke``.
 """
 
-from sslx.config import parse_config_arg
-
-import importlib.util
 import os
 
-_here = os.path.dirname(os.path.abspath(__file__))
-_spec = importlib.util.spec_from_file_location("_fixmatch_digits",
-                                               os.path.join(_here, "fixmatch_digits.py"))
-_fixmatch = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_fixmatch)
+from sslx.config import load_config_file, parse_config_arg
+
+_FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_digits.py")
 
 
 def get_config(arg=None):
   args = parse_config_arg(arg)
-  c = _fixmatch.get_config(arg)
+  c = load_config_file(_FIXMATCH, arg)
   c.method = "fixmatch+nt_xent"
   c.model = dict(c.model.to_dict(), projection_dim=64 if not args.get("smoke") else 16)
   c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0, "nt_xent": 0.5}

@@ -55,7 +55,6 @@ default) and PyTorch runs ``torch.set_num_threads(--threads)`` plus its loader w
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -124,11 +123,8 @@ def _tree_cpu_seconds() -> float:
 
 
 def _load_experiment(name: str, arg: str):
-  path = os.path.join(ROOT, "experiments", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  from sslx.config import load_config_file
+  return load_config_file(os.path.join(ROOT, "experiments", f"{name}.py"), arg)
 
 
 def _synthetic_dataset(num_labeled: int, num_unlabeled: int, seed: int = 0):

@@ -12,7 +12,6 @@ Writes ``<out>.json`` (every number) and ``<out>.md`` (the table) and prints the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -24,11 +23,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_config(name: str, arg: str):
-  path = os.path.join(REPO, "experiments", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"exp_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  from sslx.config import load_config_file
+  return load_config_file(os.path.join(REPO, "experiments", f"{name}.py"), arg)
 
 
 def trainer_row(experiment: str, metric: str, overrides=None, all_labels: bool = False,

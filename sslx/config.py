@@ -68,6 +68,23 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of a config file, e.g. ``experiments/fixmatch_digits.py``.
+
+  Lets one experiment build on another (``fixmatch_graph_digits.py`` starts from
+  ``fixmatch_digits.py``) and scripts/tests load configs by path.
+  """
+  import importlib.util
+  import os
+  name = "sslx_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  if spec is None or not os.path.exists(path):
+    raise ValueError(f"config file {path!r} does not exist")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
 def parse_config_arg(arg: str | None) -> dict[str, Any]:
   """Parses the ``:arg`` of ``--config=file.py:arg``: ``"smoke,labels=40"``.
 

@@ -1,6 +1,5 @@
 """Shared test utilities."""
 
-import importlib.util
 import os
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -9,11 +8,8 @@ EXPERIMENTS = os.path.join(REPO, "experiments")
 
 def load_experiment(name: str, arg: str | None = None):
   """``experiments/<name>.py``'s ``get_config(arg)``."""
-  path = os.path.join(EXPERIMENTS, f"{name}.py")
-  spec = importlib.util.spec_from_file_location(f"experiments_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  from sslx.config import load_config_file
+  return load_config_file(os.path.join(EXPERIMENTS, f"{name}.py"), arg)
 
 
 def experiment_names() -> list[str]:
