@@ -37,6 +37,10 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
                                       "With --multihost: total number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None,
                                    "With --multihost: this process's index, 0..num_processes-1.")
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "XLA:CPU devices to split the batch across when running on CPU "
+    "(see sslx/devices.py). 0: one per core, fewer if the batch sizes do not divide "
+    "(1 with --multihost). No effect on GPU/TPU.")
 
 
 class _QuietLibraries(std_logging.Filter):
@@ -54,13 +58,19 @@ def main(argv):
   explicit = (_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   if any(v is not None for v in explicit) and not _MULTIHOST.value:
     raise app.UsageError("--coordinator_address/--num_processes/--process_id need --multihost")
+  config = _CONFIG.value
+  from sslx import devices  # before JAX's first operation
+  if _CPU_DEVICES.value < 0:
+    raise app.UsageError(f"--cpu_devices must be >= 0, got {_CPU_DEVICES.value}")
+  cpu_devices = _CPU_DEVICES.value or (
+      1 if _MULTIHOST.value else devices.auto_cpu_devices(devices.config_batch_sizes(config)))
+  devices.use_cpu_devices(cpu_devices)
   if _MULTIHOST.value:
     import jax
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
                                process_id=_PROCESS_ID.value)
   from sslx import train  # after flags: JAX must not start before distributed init
-  config = _CONFIG.value
   config_path = config_flags.get_config_filename(flags.FLAGS["config"])
   name = os.path.splitext(os.path.basename(config_path))[0]
   workdir = _WORKDIR.value or os.path.join("runs", name)

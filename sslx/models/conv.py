@@ -14,9 +14,15 @@ oneDNN (BENCHMARKS.md).
 
 The result is the same convolution (each output example depends only on its own
 input example), up to float rounding in the weight gradient's summation order. It is
-used only on a single-device CPU backend: on GPU/TPU the vendor kernels need no help,
-and on a multi-device mesh the batch is sharded, where slicing it would move data
-between devices.
+used only on the CPU backend: on GPU/TPU the vendor kernels need no help.
+
+Data-parallel on several CPU devices (``sslx.devices.use_cpu_devices``: one XLA:CPU
+device per core keeps both of a 2-core machine's cores busy, where one device keeps
+about 1.3 busy), the trainer shards the batch in equal contiguous blocks, one per
+device. Slicing the global batch into chunks would then move examples between
+devices, so the batch is chunked *per shard*: viewed as ``[shards, batch / shards,
+...]`` and sliced along the second axis, every chunk holds the same rows of each
+device's block, and no example leaves its device.
 """
 
 from __future__ import annotations
@@ -30,22 +36,28 @@ CPU_BATCH_CHUNK = 64
 
 
 def _auto_chunk() -> int:
-  if jax.default_backend() == 'cpu' and jax.device_count() == 1:
-    return CPU_BATCH_CHUNK
-  return 0
+  return CPU_BATCH_CHUNK if jax.default_backend() == 'cpu' else 0
+
+
+def _auto_shards() -> int:
+  """The data-parallel shard count the trainer uses on this host: all its devices."""
+  return jax.local_device_count()
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          batch_group_count=1, precision=None, preferred_element_type=None,
-                         *, chunk: int | None = None) -> jax.Array:
+                         *, chunk: int | None = None, shards: int | None = None) -> jax.Array:
   """``lax.conv_general_dilated`` computed over batch chunks of ``chunk`` examples.
 
   Same arguments and result as :func:`jax.lax.conv_general_dilated`. ``chunk=None``
-  picks :data:`CPU_BATCH_CHUNK` on a single-device CPU backend and no chunking
-  elsewhere; a batch of at most ``chunk`` examples (or ``chunk=0``, or
+  picks :data:`CPU_BATCH_CHUNK` on the CPU backend and no chunking elsewhere; a
+  batch of at most ``chunk`` examples per shard (or ``chunk=0``, or
   ``batch_group_count > 1``, which couples examples) is one plain convolution.
-  Pass it to ``flax.linen.Conv(conv_general_dilated=...)``.
+  ``shards``: the batch is chunked within each of ``shards`` equal contiguous blocks
+  (the per-device blocks of a data-parallel batch); ``None`` picks the number of local
+  devices, and a batch that does not divide into ``shards`` blocks is chunked as one
+  block. Pass it to ``flax.linen.Conv(conv_general_dilated=...)``.
 
   Example:
     >>> x = jnp.ones((130, 8, 8, 3))
@@ -62,15 +74,28 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   chunk = _auto_chunk() if chunk is None else chunk
   if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
     raise ValueError(f'`chunk` must be None or an int >= 0, got {chunk!r}.')
+  shards = _auto_shards() if shards is None else shards
+  if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
+    raise ValueError(f'`shards` must be None or an int >= 1, got {shards!r}.')
   dims = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
   batch_axis, out_batch_axis = dims.lhs_spec[0], dims.out_spec[0]
   batch = lhs.shape[batch_axis]
-  if chunk == 0 or batch <= chunk or batch_group_count != 1:
+  if batch % shards:
+    shards = 1
+  local = batch // shards
+  if chunk == 0 or local <= chunk or batch_group_count != 1:
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **kwargs)
-  pieces = [
-      lax.conv_general_dilated(
-          lax.slice_in_dim(lhs, start, min(start + chunk, batch), axis=batch_axis), rhs,
-          window_strides, padding, **kwargs)
-      for start in range(0, batch, chunk)
-  ]
-  return jnp.concatenate(pieces, axis=out_batch_axis)
+  # [.., batch, ..] -> [.., shards, local, ..]; chunk along `local`; each chunk back to
+  # [.., shards * c, ..] (block s of the chunk = rows of shard s), convolve, undo.
+  split = lambda x, axis: x.reshape(x.shape[:axis] + (shards, x.shape[axis] // shards)
+                                    + x.shape[axis + 1:])
+  merge = lambda x, axis: x.reshape(x.shape[:axis] + (x.shape[axis] * x.shape[axis + 1],)
+                                    + x.shape[axis + 2:])
+  blocks = split(lhs, batch_axis)
+  pieces = []
+  for start in range(0, local, chunk):
+    piece = lax.slice_in_dim(blocks, start, min(start + chunk, local), axis=batch_axis + 1)
+    out = lax.conv_general_dilated(merge(piece, batch_axis), rhs, window_strides, padding,
+                                   **kwargs)
+    pieces.append(split(out, out_batch_axis))
+  return merge(jnp.concatenate(pieces, axis=out_batch_axis + 1), out_batch_axis)

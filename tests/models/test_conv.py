@@ -51,10 +51,68 @@ def test_chunked_program_has_one_conv_per_chunk():
   assert count(4) == 3
 
 
-def test_auto_chunk_only_on_single_device_cpu():
-  expected = (conv_lib.CPU_BATCH_CHUNK
-              if jax.default_backend() == 'cpu' and jax.device_count() == 1 else 0)
+def test_auto_chunk_only_on_cpu():
+  expected = conv_lib.CPU_BATCH_CHUNK if jax.default_backend() == 'cpu' else 0
   assert conv_lib._auto_chunk() == expected
+
+
+@pytest.mark.parametrize('shards', [2, 5, 4])  # 4 does not divide 10: one block
+def test_per_shard_chunks_equal_plain_values_and_grads(shards):
+  x, k = _inputs()
+  dims = ('NHWC', 'HWIO', 'NHWC')
+
+  def loss(fn, x, k):
+    return jnp.sum(jnp.sin(fn(x, k, (1, 1), 'SAME', dimension_numbers=dims)))
+
+  plain = jax.grad(lambda x, k: loss(lax.conv_general_dilated, x, k), argnums=(0, 1))
+  sharded = jax.grad(lambda x, k: loss(
+      lambda *a, **kw: conv_lib.conv_general_dilated(*a, **kw, chunk=3, shards=shards), x, k),
+      argnums=(0, 1))
+  for got, want in zip(jax.jit(sharded)(x, k), jax.jit(plain)(x, k)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_per_shard_chunks_stay_on_their_devices(tmp_path):
+  """On 2 CPU devices with the batch sharded, chunking moves no example between devices:
+  the compiled program has no all-gather / all-to-all / collective-permute."""
+  import subprocess
+  import sys
+  code = """
+import os
+os.environ['XLA_FLAGS'] = '--xla_force_host_platform_device_count=2'
+import jax, jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from sslx.models import conv as conv_lib
+mesh = Mesh(jax.devices(), ('data',))
+x = jax.device_put(jnp.ones((16, 6, 6, 3)), NamedSharding(mesh, P('data')))
+k = jnp.ones((3, 3, 3, 4))
+def loss(x, k):
+  y = conv_lib.conv_general_dilated(x, k, (1, 1), 'SAME',
+                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'), chunk=4)
+  return jnp.sum(y ** 2)
+fn = jax.jit(jax.grad(loss, argnums=(0, 1)), out_shardings=(NamedSharding(mesh, P('data')),
+                                                           NamedSharding(mesh, P())))
+hlo = fn.lower(x, k).compile().as_text()
+print('convolutions', hlo.count('convolution('))
+for op in ('all-gather', 'all-to-all', 'collective-permute'):
+  print(op, hlo.count(op + '('))
+"""
+  out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                       timeout=300, env=dict(__import__('os').environ, JAX_PLATFORMS='cpu'))
+  assert out.returncode == 0, out.stderr[-2000:]
+  counts = dict(line.rsplit(' ', 1) for line in out.stdout.split('\n') if line)
+  # 8 examples per device in chunks of 4: 2 forward, 2 input-grad, 2 weight-grad convs
+  assert int(counts['convolutions']) == 6, out.stdout
+  for op in ('all-gather', 'all-to-all', 'collective-permute'):
+    assert int(counts[op]) == 0, out.stdout
+
+
+@pytest.mark.parametrize('shards', [0, 1.5, True])
+def test_bad_shards_raises(shards):
+  x, k = _inputs()
+  with pytest.raises(ValueError, match='shards'):
+    conv_lib.conv_general_dilated(x, k, (1, 1), 'SAME',
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC'), shards=shards)
 
 
 @pytest.mark.parametrize('chunk', [-1, 2.5, True])

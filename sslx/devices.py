@@ -1,0 +1,66 @@
+"""How many XLA:CPU devices a CPU-only run splits its batch across.
+
+XLA:CPU runs one device's program with one intra-op thread pool, and a ResNet step
+keeps only about 1.3 of a 2-core machine's cores busy that way (element-wise fusions,
+BatchNorm reductions and most convolution glue run on one thread). The trainer is
+data-parallel already, so the cheap fix is more devices: with one XLA:CPU device per
+core, each device runs its share of the batch on its own thread and the cores stay
+busy. On the project's 2-core CPU the FixMatch WRN-28-2 step went from 0.96x to 1.15x a
+PyTorch reference's speed (``scripts/bench_step.py``, BENCHMARKS.md). The math is the
+trainer's usual data parallelism: BatchNorm statistics, losses and gradients are over
+the global batch, so a run on 2 CPU devices matches 1 device up to float rounding.
+
+``python -m sslx.main`` calls :func:`use_cpu_devices` (flag ``--cpu_devices``) before
+JAX starts. Library users who want the same call it right after ``import jax``. It has
+no effect on GPU/TPU runs: the accelerator devices are the ones the trainer uses.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import jax
+
+_FORCED_COUNT = re.compile(r"--xla_force_host_platform_device_count=(\d+)")
+
+
+def available_cores() -> int:
+  """CPU cores this process may run on (its affinity mask, not the machine's count)."""
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1
+
+
+def auto_cpu_devices(batch_sizes, cores: int | None = None) -> int:
+  """The most devices, at most one per core, that every batch size divides across."""
+  cores = available_cores() if cores is None else cores
+  sizes = [int(b) for b in batch_sizes if b]
+  for n in range(max(1, cores), 0, -1):
+    if all(b % n == 0 for b in sizes):
+      return n
+  return 1
+
+
+def config_batch_sizes(config) -> list[int]:
+  """The batch sizes that must divide across devices (``config.device_errors``' list)."""
+  return [config.batch_size, config.batch_size * config.unlabeled_ratio,
+          config.eval_batch_size]
+
+
+def use_cpu_devices(count: int) -> int:
+  """Makes the CPU backend expose ``count`` devices; call before JAX's first operation.
+
+  Returns the count in effect. ``XLA_FLAGS=--xla_force_host_platform_device_count=N``,
+  when set, wins (tests and scripts use it to simulate N devices) and is returned.
+  Raises ``ValueError`` for a count below 1 and ``RuntimeError`` (JAX's) if JAX's
+  backends have already started.
+  """
+  forced = _FORCED_COUNT.search(os.environ.get("XLA_FLAGS", ""))
+  if forced:
+    return int(forced.group(1))
+  if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+    raise ValueError(f"cpu_devices must be an int >= 1, got {count!r}")
+  jax.config.update("jax_num_cpu_devices", count)
+  return count
