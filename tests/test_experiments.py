@@ -25,3 +25,13 @@ def test_smoke_run(name, tmp_path):
   assert results["steps"] == config.num_steps
   with open(tmp_path / "w" / "results.json") as f:
     assert json.load(f)["steps"] == config.num_steps
+
+
+@pytest.mark.parametrize("name", experiment_names())
+def test_full_config_is_valid(name):
+  """The paper-scale configs (not run here) pass every check that needs no data or devices,
+  and their batch sizes split across 8 devices (one GPU/TPU host)."""
+  from sslx.config import config_errors, device_errors
+  config = load_experiment(name, "")
+  assert config_errors(config) == []
+  assert device_errors(config, 8) == []
