@@ -219,36 +219,42 @@ def build_sslx_step(workload: str, batch: int, width: int = 2, compute_dtype: st
 
 
 def build_sslx_bare(batch: int, width: int = 2):
-  """WRN forward + backward + SGD on a fixed normalised float batch, jitted."""
+  """WRN forward + backward + SGD on a fixed normalised float batch, jitted (the batch
+  sharded over the XLA:CPU devices, parameters replicated, as the trainer does)."""
   import jax
   import jax.numpy as jnp
   import numpy as np
   import optax
-  from sslx import models
+  from sslx import models, train
 
   model = models.create_model("wide_resnet", num_classes=10, depth=28, width=width)
+  mesh = train.make_mesh()
   rng = np.random.default_rng(0)
-  x = jnp.asarray(rng.standard_normal((batch, 32, 32, 3), np.float32))
-  y = jnp.asarray(rng.integers(0, 10, batch).astype(np.int32))
-  variables = jax.jit(lambda k: model.init(k, x[:1], train=False))(jax.random.key(0))
+  x = jax.device_put(rng.standard_normal((batch, 32, 32, 3), np.float32),
+                     train.batch_sharded(mesh))
+  y = jax.device_put(rng.integers(0, 10, batch).astype(np.int32), train.batch_sharded(mesh))
+  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 32, 32, 3)), train=False),
+                      out_shardings=train.replicated(mesh))(jax.random.key(0))
   params, batch_stats = variables["params"], variables["batch_stats"]
   tx = optax.sgd(0.03, momentum=0.9, nesterov=True)
-  opt_state = tx.init(params)
+  opt_state = jax.device_put(tx.init(params), train.replicated(mesh))
 
-  def loss_fn(params, batch_stats):
+  def loss_fn(params, batch_stats, x, y):
     out, new = model.apply({"params": params, "batch_stats": batch_stats}, x, train=True,
                            mutable=["batch_stats"])
     loss = optax.softmax_cross_entropy_with_integer_labels(out["logits"], y).mean()
     return loss, new["batch_stats"]
 
-  def step(params, batch_stats, opt_state):
-    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats)
+  def step(params, batch_stats, opt_state, x, y):
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch_stats, x, y)
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), batch_stats, opt_state, loss
 
   t0 = time.perf_counter()
-  compiled = jax.jit(step, donate_argnums=(0, 1, 2)).lower(params, batch_stats,
-                                                            opt_state).compile()
+  compiled = jax.jit(step, donate_argnums=(0, 1, 2),
+                     out_shardings=train.replicated(mesh)).lower(
+                         params, batch_stats, opt_state, x, y).compile()
   compile_s = time.perf_counter() - t0
   holder = [(params, batch_stats, opt_state)]
 
@@ -257,7 +263,7 @@ def build_sslx_bare(batch: int, width: int = 2):
       return
     p, b, o = holder[0]
     for _ in range(n):
-      p, b, o, loss = compiled(p, b, o)
+      p, b, o, loss = compiled(p, b, o, x, y)
     jax.block_until_ready(loss)
     holder[0] = (p, b, o)
 
@@ -399,6 +405,11 @@ def child_main(args) -> None:
     return
 
   if args.child == "sslx":
+    from sslx import devices  # before JAX's first operation, as sslx.main does
+    batch = args.batch or DEFAULT_BATCH[args.workload]
+    sizes = ([batch] if args.workload == "wrn_bare" else devices.config_batch_sizes(
+        sslx_config(args.workload, batch, args.width, args.compute_dtype)))
+    devices.use_cpu_devices(args.cpu_devices or devices.auto_cpu_devices(sizes))
     if args.conv_chunk >= 0:  # before any model is traced
       from sslx.models import conv as conv_lib
       conv_lib.CPU_BATCH_CHUNK = args.conv_chunk
@@ -439,13 +450,14 @@ def child_main(args) -> None:
 class Side:
 
   def __init__(self, side: str, workload: str, args, extra_env: dict[str, str],
-               conv_chunk: int | None = None, name: str = ""):
+               conv_chunk: int | None = None, name: str = "", cpu_devices: int | None = None):
     conv_chunk = args.conv_chunk if conv_chunk is None else conv_chunk
+    cpu_devices = args.cpu_devices if cpu_devices is None else cpu_devices
     cmd = [sys.executable, os.path.abspath(__file__), f"--child={side}",
            f"--workload={workload}", f"--batch={args.batch or DEFAULT_BATCH[workload]}",
            f"--width={args.width}", f"--threads={args.threads}",
            f"--torch_workers={args.torch_workers}", f"--compute_dtype={args.compute_dtype}",
-           f"--conv_chunk={conv_chunk}"]
+           f"--conv_chunk={conv_chunk}", f"--cpu_devices={cpu_devices}"]
     env = dict(os.environ, **extra_env)
     self.name = name or side
     self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -492,6 +504,9 @@ def run_workload(workload: str, args) -> dict:
     if args.unchunked_too and workload in ("fixmatch", "simclr", "wrn_bare"):
       sides["sslx_unchunked"] = Side("sslx", workload, args, _sslx_env(args), conv_chunk=0,
                                      name="sslx_unchunked")
+    if args.one_device_too and workload in ("fixmatch", "simclr", "wrn_bare"):
+      sides["sslx_1dev"] = Side("sslx", workload, args, _sslx_env(args), cpu_devices=1,
+                                name="sslx_1dev")
     return _interleave(workload, sides, args, started)
   finally:
     for side in sides.values():
@@ -542,7 +557,7 @@ def print_table(results: list[dict]) -> None:
   for s in results:
     if s["workload"] == "conv":
       continue
-    names = [n for n in ("sslx", "sslx_unchunked", "torch") if n in s]
+    names = [n for n in ("sslx", "sslx_1dev", "sslx_unchunked", "torch") if n in s]
     for name in names:
       d = s[name]
       rss = f"{d.get('peak_rss_mib', 0):.0f}"
@@ -595,6 +610,12 @@ def main():
   parser.add_argument("--conv_chunk", type=int, default=-1,
                       help="sslx.models.conv.CPU_BATCH_CHUNK for the sslx side (0: no batch "
                            "chunking, i.e. sslx before that change; -1: the library's default)")
+  parser.add_argument("--cpu_devices", type=int, default=0,
+                      help="XLA:CPU devices for the sslx side (0: as python -m sslx.main "
+                      "picks, one per core that the batch divides across)")
+  parser.add_argument("--one_device_too", action="store_true",
+                      help="add a side: sslx on one XLA:CPU device (the step before "
+                      "sslx.devices), for a before/after in the same run")
   parser.add_argument("--json", default="", help="write the results here")
   parser.add_argument("--child", choices=("sslx", "torch"), help=argparse.SUPPRESS)
   parser.add_argument("--workload", help=argparse.SUPPRESS)
@@ -614,7 +635,7 @@ def main():
   with open("/proc/loadavg") as f:
     load_after = f.read().split()[:3]
   meta = dict(cpu=platform.processor() or platform.machine(), cores=os.cpu_count(),
-              threads=args.threads, conv_chunk=args.conv_chunk,
+              threads=args.threads, conv_chunk=args.conv_chunk, cpu_devices=args.cpu_devices,
               rounds=args.rounds, steps=args.steps, warmup=args.warmup,
               xla_flags=_sslx_env(args).get("XLA_FLAGS", ""),
               loadavg_before=load_before, loadavg_after=load_after)
