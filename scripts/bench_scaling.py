@@ -47,7 +47,8 @@ def _step_args(args, batch: int, width: int):
                             torch_workers=args.torch_workers, compute_dtype="float32",
                             rounds=args.rounds, steps=args.steps, warmup=args.warmup,
                             xla_flags=args.xla_flags, conv_chunk=args.conv_chunk,
-                            unchunked_too=False)
+                            cpu_devices=args.cpu_devices, unchunked_too=False,
+                            one_device_too=False)
 
 
 def step_point(args, batch: int, width: int) -> dict:
@@ -145,6 +146,8 @@ def main():
   parser.add_argument("--threads", type=int, default=os.cpu_count())
   parser.add_argument("--torch_workers", type=int, default=0)
   parser.add_argument("--xla_flags", default="")
+  parser.add_argument("--cpu_devices", type=int, default=0,
+                      help="XLA:CPU devices for the sslx side (0: one per core, as sslx.main)")
   parser.add_argument("--conv_chunk", type=int, default=-1,
                       help="sslx.models.conv.CPU_BATCH_CHUNK (0: off, -1: library default)")
   parser.add_argument("--json", default="")

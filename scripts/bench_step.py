@@ -35,8 +35,10 @@ as every step of a steady-state run does (on CPU a batch's augmentation takes fa
 less time than its step, so the queues stay full and a timed step pays for the
 augmentation of the batch that replaces it). ``--unchunked_too`` adds a third side,
 sslx with ``sslx.models.conv.CPU_BATCH_CHUNK = 0`` (the model before batch-chunked
-convolutions), for a before/after in the same run. Reported per side, median over
-rounds:
+convolutions), for a before/after in the same run; ``--one_device_too`` likewise adds sslx
+on one XLA:CPU device (the sslx side otherwise splits its batch across one XLA:CPU device
+per core, as ``python -m sslx.main`` does: ``sslx/devices.py``). Reported per side, median
+over rounds:
 
 * steps/s and images/s (images through the network per step / wall time per step);
 * CPU-s per step: CPU time of the side's processes (the PyTorch main process and its
