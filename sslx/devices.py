@@ -36,7 +36,7 @@ def available_cores() -> int:
 def auto_cpu_devices(batch_sizes, cores: int | None = None) -> int:
   """The most devices, at most one per core, that every batch size divides across."""
   cores = available_cores() if cores is None else cores
-  sizes = [int(b) for b in batch_sizes if b]
+  sizes = [b for b in batch_sizes if b]
   for n in range(max(1, cores), 0, -1):
     if all(b % n == 0 for b in sizes):
       return n
@@ -44,9 +44,16 @@ def auto_cpu_devices(batch_sizes, cores: int | None = None) -> int:
 
 
 def config_batch_sizes(config) -> list[int]:
-  """The batch sizes that must divide across devices (``config.device_errors``' list)."""
-  return [config.batch_size, config.batch_size * config.unlabeled_ratio,
-          config.eval_batch_size]
+  """The batch sizes that must divide across devices (``config.device_errors``' list).
+
+  Values that are not positive ints are left out: the config's validation reports them
+  (with the field's name) once the run starts.
+  """
+  ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0
+  sizes = [config.batch_size, config.eval_batch_size]
+  if ok(config.batch_size) and ok(config.unlabeled_ratio):
+    sizes.insert(1, config.batch_size * config.unlabeled_ratio)
+  return [b for b in sizes if ok(b)]
 
 
 def use_cpu_devices(count: int) -> int:

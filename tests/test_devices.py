@@ -27,6 +27,10 @@ def test_config_batch_sizes_are_the_ones_device_errors_checks():
   c = base_config()
   c.batch_size, c.unlabeled_ratio, c.eval_batch_size = 12, 7, 100
   assert devices.config_batch_sizes(c) == [12, 84, 100]
+  c.unlabeled_ratio = 0
+  assert devices.config_batch_sizes(c) == [12, 100]
+  c.batch_size = -3  # left for the config's validation to report, by name
+  assert devices.config_batch_sizes(c) == [100]
 
 
 @pytest.mark.parametrize("count", [0, -2, 1.5, True])
