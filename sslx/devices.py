@@ -11,12 +11,14 @@ trainer's usual data parallelism: BatchNorm statistics, losses and gradients are
 the global batch, so a run on 2 CPU devices matches 1 device up to float rounding.
 
 ``python -m sslx.main`` calls :func:`use_cpu_devices` (flag ``--cpu_devices``) before
-JAX starts. Library users who want the same call it right after ``import jax``. It has
-no effect on GPU/TPU runs: the accelerator devices are the ones the trainer uses.
+JAX starts. Library users who want the same call it right after ``import jax``. GPU/TPU
+runs use the accelerator's devices; where one is expected (a JAX GPU/TPU plugin is
+installed, or ``JAX_PLATFORMS`` names one first) the automatic count is 1.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 
@@ -33,9 +35,31 @@ def available_cores() -> int:
     return os.cpu_count() or 1
 
 
+_ACCELERATOR_PLUGINS = ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
+                        "jax_rocm7_plugin", "libtpu")
+
+
+def accelerator_expected() -> bool:
+  """True when JAX will pick a GPU/TPU (a plugin is installed and JAX_PLATFORMS allows it).
+
+  Decided without starting JAX's backends, which would fix the CPU device count.
+  """
+  platforms = os.environ.get("JAX_PLATFORMS", "")
+  if platforms:
+    return platforms.split(",")[0].strip() not in ("cpu", "")
+  return any(importlib.util.find_spec(name) is not None for name in _ACCELERATOR_PLUGINS)
+
+
 def auto_cpu_devices(batch_sizes, cores: int | None = None) -> int:
-  """The most devices, at most one per core, that every batch size divides across."""
-  cores = available_cores() if cores is None else cores
+  """The most devices, at most one per core, that every batch size divides across.
+
+  1 when a GPU/TPU is expected (:func:`accelerator_expected`): the trainer runs on the
+  accelerator's devices, and the CPU needs no more than its default one.
+  """
+  if cores is None:
+    if accelerator_expected():
+      return 1
+    cores = available_cores()
   sizes = [b for b in batch_sizes if b]
   for n in range(max(1, cores), 0, -1):
     if all(b % n == 0 for b in sizes):

@@ -23,6 +23,19 @@ def test_auto_cpu_devices(sizes, cores, expected):
   assert devices.auto_cpu_devices(sizes, cores=cores) == expected
 
 
+@pytest.mark.parametrize("platforms, expected", [("cpu", False), ("cuda", True),
+                                                 ("tpu,cpu", True), ("cpu,cuda", False)])
+def test_jax_platforms_decides_whether_an_accelerator_is_expected(platforms, expected,
+                                                                  monkeypatch):
+  monkeypatch.setenv("JAX_PLATFORMS", platforms)
+  assert devices.accelerator_expected() is expected
+  if expected:
+    assert devices.auto_cpu_devices([64]) == 1
+  else:
+    cores = devices.available_cores()
+    assert devices.auto_cpu_devices([64]) == max(n for n in range(1, cores + 1) if 64 % n == 0)
+
+
 def test_config_batch_sizes_are_the_ones_device_errors_checks():
   c = base_config()
   c.batch_size, c.unlabeled_ratio, c.eval_batch_size = 12, 7, 100
