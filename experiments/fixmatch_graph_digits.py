@@ -12,7 +12,10 @@ over it by conjugate gradient, and the resulting certainty- and class-weighted
 pseudo-labels as targets for the strong views. The graph term gives good targets early,
 while the classifier's own confident predictions are still few and often wrong.
 
-Args: ``labels_per_class=N`` (default 2, i.e. 20 labels), ``smoke``.
+Args: ``labels_per_class=N`` (default 2, i.e. 20 labels), ``smoke``, ``nt_xent=W``: also
+add NT-Xent with weight W between the projections of each unlabeled image's weak and
+strong views (as ``fixmatch_simclr_digits.py``: T = 0.5, a 64-d projection head, no extra
+forward pass), all three method families in one step.
 """
 
 import os
@@ -27,6 +30,12 @@ def get_config(arg=None):
   extra = "da=1,threshold=0.9,graph=1"
   c = load_config_file(_FIXMATCH, f"{arg},{extra}" if arg else extra)
   c.method = "fixmatch+da+graph"
+  if args.get("nt_xent"):
+    c.method += "+nt_xent"
+    c.model = dict(c.model.to_dict(), projection_dim=64 if not args.get("smoke") else 16)
+    c.loss.terms = dict(c.loss.terms.to_dict(), nt_xent=float(args["nt_xent"]))
+    c.nt_xent.views = "weak_strong"
+    c.nt_xent.temperature = 0.5
   if not args.get("smoke"):
     c.num_steps = 1500
     c.ema_decay = 0.99  # a short run: a slow EMA would still remember the initialisation

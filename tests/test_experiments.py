@@ -35,3 +35,18 @@ def test_full_config_is_valid(name):
   config = load_experiment(name, "")
   assert config_errors(config) == []
   assert device_errors(config, 8) == []
+
+
+def test_all_three_families_in_one_step(tmp_path):
+  """FixMatch + graph pseudo-labels + NT-Xent (+ supervised) compose by a config arg, and
+  each term is logged separately."""
+  from helpers import read_jsonl
+  config = load_experiment("fixmatch_graph_digits", "smoke,nt_xent=0.1")
+  assert dict(config.loss.terms) == {"supervised": 1.0, "fixmatch": 1.0, "graph": 1.0,
+                                     "nt_xent": 0.1}
+  results = train.train_and_evaluate(config, str(tmp_path / "w"))
+  assert results["steps"] == config.num_steps
+  row = read_jsonl(str(tmp_path / "w" / "metrics.jsonl"))[-1]
+  for term in ("supervised", "fixmatch", "graph", "nt_xent"):
+    assert f"loss/{term}" in row, sorted(row)
+  assert "nt_xent/contrastive_accuracy" in row, sorted(row)
