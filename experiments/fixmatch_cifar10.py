@@ -38,21 +38,16 @@ day or more. Results in <workdir>/results.json (``test_accuracy_ema`` is the num
 compare); curves: ``python scripts/plot_run.py <workdir>``.
 """
 
-from sslx.config import base_config, parse_config_arg
+from sslx.config import base_config, parse_config_arg, positive_int_arg
 
 _ARGS = ("labels", "split_seed", "smoke")
 PAPER_ERROR_RATES = {40: (13.81, 3.37), 250: (5.07, 0.65), 4000: (4.26, 0.05)}
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
-  unknown = sorted(set(args) - set(_ARGS))
-  if unknown:
-    raise ValueError(f"fixmatch_cifar10.py: unknown arg(s) {unknown}; known: {list(_ARGS)}")
-  labels = args.get("labels", 250)
-  if isinstance(labels, bool) or not isinstance(labels, int) or labels <= 0:
-    raise ValueError(f"fixmatch_cifar10.py: labels must be a positive int (40, 250 or 4000 in "
-                     f"the paper), got {labels!r}")
+  args = parse_config_arg(arg, _ARGS, "fixmatch_cifar10.py")
+  labels = positive_int_arg(args, "labels", 250, source="fixmatch_cifar10.py",
+                            hint=" (40, 250 or 4000 in the paper)")
 
   c = base_config()
   c.method = "fixmatch"

@@ -27,57 +27,26 @@ the flip too). The unlabeled pool is the 73,257-image ``train`` split as in Tabl
 ``--config.data.extra_unlabeled=True`` adds the 531,131 ``extra`` images.
 """
 
-from sslx.config import base_config, parse_config_arg
+import os
 
+from sslx.config import load_config_file, parse_config_arg, positive_int_arg
+
+# The FixMatch recipe (model, augmentation, optimizer, schedule, EMA, smoke sizes) is
+# fixmatch_cifar10.py's; this file changes only what the paper changes for SVHN.
+_CIFAR10 = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_cifar10.py")
 _ARGS = ("labels", "split_seed", "smoke")
 PAPER_ERROR_RATES = {40: (3.96, 2.17), 250: (2.48, 0.38), 1000: (2.28, 0.11)}
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
-  unknown = sorted(set(args) - set(_ARGS))
-  if unknown:
-    raise ValueError(f"fixmatch_svhn.py: unknown arg(s) {unknown}; known: {list(_ARGS)}")
-  labels = args.get("labels", 250)
-  if isinstance(labels, bool) or not isinstance(labels, int) or labels <= 0:
-    raise ValueError(f"fixmatch_svhn.py: labels must be a positive int (40, 250 or 1000 in "
-                     f"the paper), got {labels!r}")
-
-  c = base_config()
-  c.method = "fixmatch"
+  args = parse_config_arg(arg, _ARGS, "fixmatch_svhn.py")
+  labels = positive_int_arg(args, "labels", 250, source="fixmatch_svhn.py",
+                            hint=" (40, 250 or 1000 in the paper)")
+  smoke = args.get("smoke", False)
+  c = load_config_file(_CIFAR10, f"labels={labels},split_seed={args.get('split_seed', 0)}"
+                                 + (",smoke" if smoke else ""))
   c.data.name = "svhn_cropped"
-  c.data.num_labels = labels
-  c.data.split_seed = args.get("split_seed", 0)
-  c.data.unlabeled_pool = "all"
   c.data.extra_unlabeled = False
-  c.model = dict(name="wrn28_2")
-  c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0}  # lambda_u = 1
-  c.fixmatch.threshold = 0.95
   c.augment.flip = False  # digits are not mirror-symmetric
-  c.augment.translate = 0.125
-  c.augment.num_ops = 2
-  c.augment.cutout = 0.5
-  c.batch_size = 64
-  c.unlabeled_ratio = 7
-  c.num_steps = 2**20
-  c.optimizer.name = "sgd"
-  c.optimizer.learning_rate = 0.03
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = True
-  c.optimizer.weight_decay = 5e-4
-  c.optimizer.schedule = "fixmatch"
-  c.optimizer.warmup_steps = 0
-  c.ema_decay = 0.999
-  c.log_every = 1024
-  c.eval_every = 2**14
-  c.checkpoint_every = 2**14
-  c.eval_batch_size = 1024  # 26,032 test images: the last batch is padded and masked
-  if args.get("smoke"):
-    c.data.num_labels = 20  # 2 per class: tfds's mock data has >= 3 per class
-    c.model = dict(name="cnn", width=8)
-    c.num_steps = 4
-    c.batch_size = 8
-    c.unlabeled_ratio = 2
-    c.log_every = c.eval_every = c.checkpoint_every = 2
-    c.eval_batch_size = 32
+  # eval_batch_size 1024: 26,032 test images, the last batch is padded and masked
   return c

@@ -40,7 +40,7 @@ steps of 96 images and 180 graph rebuilds over 50,000 images (each an exact
 50,000-point kNN scan).
 """
 
-from sslx.config import base_config, parse_config_arg
+from sslx.config import base_config, parse_config_arg, positive_int_arg
 
 _ARGS = ("labels", "split_seed", "smoke")
 PAPER_ERROR_RATES = {500: (32.40, 1.80), 1000: (22.02, 0.88), 2000: (15.66, 0.35),
@@ -48,14 +48,9 @@ PAPER_ERROR_RATES = {500: (32.40, 1.80), 1000: (22.02, 0.88), 2000: (15.66, 0.35
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
-  unknown = sorted(set(args) - set(_ARGS))
-  if unknown:
-    raise ValueError(f"lp_cifar10.py: unknown arg(s) {unknown}; known: {list(_ARGS)}")
-  labels = args.get("labels", 4000)
-  if isinstance(labels, bool) or not isinstance(labels, int) or labels <= 0:
-    raise ValueError(f"lp_cifar10.py: labels must be a positive int (500..4000 in the "
-                     f"paper), got {labels!r}")
+  args = parse_config_arg(arg, _ARGS, "lp_cifar10.py")
+  labels = positive_int_arg(args, "labels", 4000, source="lp_cifar10.py",
+                            hint=" (500..4000 in the paper)")
 
   steps_per_epoch = 50_000 // 48  # the unlabeled pool at 48 images per step
   c = base_config()

@@ -37,7 +37,7 @@ trained with SGD on augmented images; the L-BFGS probe on unaugmented features i
 usually within about a point of it.
 """
 
-from sslx.config import base_config, parse_config_arg
+from sslx.config import base_config, parse_config_arg, positive_int_arg
 
 _ARGS = ("model", "images", "epochs", "smoke")
 _MODELS = ("resnet50", "resnet18")
@@ -47,20 +47,14 @@ PAPER_LINEAR_EVAL = {"resnet50": 94.0}  # App. B.9, batch 1024
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
-  unknown = sorted(set(args) - set(_ARGS))
-  if unknown:
-    raise ValueError(f"simclr_cifar10.py: unknown arg(s) {unknown}; known: {list(_ARGS)}")
+  source = "simclr_cifar10.py"
+  args = parse_config_arg(arg, _ARGS, source)
   model = args.get("model", "resnet50")
   if model not in _MODELS:
-    raise ValueError(f"simclr_cifar10.py: model must be one of {_MODELS}, got {model!r}")
-  images = args.get("images", 1024 if model == "resnet50" else 512)
-  if isinstance(images, bool) or not isinstance(images, int) or images <= 0 or images % PROBE_BATCH:
-    raise ValueError(f"simclr_cifar10.py: images must be a positive multiple of {PROBE_BATCH}, "
-                     f"got {images!r}")
-  epochs = args.get("epochs", 1000)
-  if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
-    raise ValueError(f"simclr_cifar10.py: epochs must be a positive int, got {epochs!r}")
+    raise ValueError(f"{source}: model must be one of {_MODELS}, got {model!r}")
+  images = positive_int_arg(args, "images", 1024 if model == "resnet50" else 512,
+                            source=source, multiple_of=PROBE_BATCH)
+  epochs = positive_int_arg(args, "epochs", 1000, source=source)
 
   c = base_config()
   c.method = "simclr"

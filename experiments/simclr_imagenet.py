@@ -37,7 +37,7 @@ the views' crops are smaller and more correlated than SimCLR's (two crops of the
 image). A host-side plain resize for contrastive runs needs a data-layer option.
 """
 
-from sslx.config import base_config, parse_config_arg
+from sslx.config import base_config, parse_config_arg, positive_int_arg
 
 _ARGS = ("epochs", "images", "smoke")
 TRAIN_IMAGES = 1_281_167
@@ -45,17 +45,10 @@ PROBE_BATCH = 256  # labeled images per step for the online linear probe
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
-  unknown = sorted(set(args) - set(_ARGS))
-  if unknown:
-    raise ValueError(f"simclr_imagenet.py: unknown arg(s) {unknown}; known: {list(_ARGS)}")
-  images = args.get("images", 4096)
-  if isinstance(images, bool) or not isinstance(images, int) or images <= 0 or images % PROBE_BATCH:
-    raise ValueError(f"simclr_imagenet.py: images must be a positive multiple of {PROBE_BATCH}, "
-                     f"got {images!r}")
-  epochs = args.get("epochs", 100)
-  if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs <= 0:
-    raise ValueError(f"simclr_imagenet.py: epochs must be a positive int, got {epochs!r}")
+  source = "simclr_imagenet.py"
+  args = parse_config_arg(arg, _ARGS, source)
+  images = positive_int_arg(args, "images", 4096, source=source, multiple_of=PROBE_BATCH)
+  epochs = positive_int_arg(args, "epochs", 100, source=source)
 
   c = base_config()
   c.method = "simclr"

@@ -85,11 +85,34 @@ def load_config_file(path: str, arg: str | None = None) -> ml_collections.Config
   return module.get_config(arg)
 
 
-def parse_config_arg(arg: str | None) -> dict[str, Any]:
+def parse_config_arg(arg: str | None, known: Iterable[str] | None = None,
+                     source: str = "config") -> dict[str, Any]:
   """Parses the ``:arg`` of ``--config=file.py:arg``: ``"smoke,labels=40"``.
 
   A bare word is a flag set to True; ``key=value`` values are parsed as int, float or str.
+  With ``known``, an arg not in it raises ``ValueError`` naming ``source`` (the config file).
   """
+  out = _parse_config_arg(arg)
+  if known is not None:
+    known = tuple(known)
+    unknown = sorted(set(out) - set(known))
+    if unknown:
+      raise ValueError(f"{source}: unknown arg(s) {unknown}; known: {list(known)}")
+  return out
+
+
+def positive_int_arg(args: dict[str, Any], key: str, default: int, *, source: str,
+                     multiple_of: int = 1, hint: str = "") -> int:
+  """``args[key]`` (or ``default``), checked to be a positive int multiple of
+  ``multiple_of``; otherwise ``ValueError`` naming ``source`` and ``key``."""
+  value = args.get(key, default)
+  if not _is_int(value) or value <= 0 or value % multiple_of:
+    what = "a positive int" if multiple_of == 1 else f"a positive multiple of {multiple_of}"
+    raise ValueError(f"{source}: {key} must be {what}{hint}, got {value!r}")
+  return value
+
+
+def _parse_config_arg(arg: str | None) -> dict[str, Any]:
   out: dict[str, Any] = {}
   for part in (arg or "").split(","):
     part = part.strip()

@@ -50,3 +50,16 @@ def test_all_three_families_in_one_step(tmp_path):
   for term in ("supervised", "fixmatch", "graph", "nt_xent"):
     assert f"loss/{term}" in row, sorted(row)
   assert "nt_xent/contrastive_accuracy" in row, sorted(row)
+
+
+@pytest.mark.parametrize("name, arg, message", [
+    ("fixmatch_cifar100", "labels=0", "fixmatch_cifar100.py: labels must be a positive int"),
+    ("fixmatch_svhn", "lables=40", "fixmatch_svhn.py: unknown arg(s) ['lables']"),
+    ("fixmatch_stl10", "labels=1.5", "fixmatch_stl10.py: labels must be a positive int"),
+    ("simclr_cifar10", "images=100", "simclr_cifar10.py: images must be a positive multiple of 64"),
+    ("simclr_imagenet", "epochs=-1", "simclr_imagenet.py: epochs must be a positive int"),
+])
+def test_bad_config_args_name_the_file_and_arg(name, arg, message):
+  with pytest.raises(ValueError) as info:
+    load_experiment(name, arg)
+  assert message in str(info.value)
