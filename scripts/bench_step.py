@@ -227,7 +227,7 @@ def build_sslx_bare(batch: int, width: int = 2):
   import jax.numpy as jnp
   import numpy as np
   import optax
-  from sslx import models, train
+  from sslx import dispatch, models, train
 
   model = models.create_model("wide_resnet", num_classes=10, depth=28, width=width)
   mesh = train.make_mesh()
@@ -264,9 +264,11 @@ def build_sslx_bare(batch: int, width: int = 2):
     if n <= 0:
       return
     p, b, o = holder[0]
+    pacer = dispatch.Pacer()  # a bounded queue: the multi-device CPU deadlock (sslx/dispatch.py)
     for _ in range(n):
       p, b, o, loss = compiled(p, b, o, x, y)
-    jax.block_until_ready(loss)
+      pacer.admit(loss)
+    pacer.drain()
     holder[0] = (p, b, o)
 
   return run, dict(compile_s=compile_s, images_per_step=batch)

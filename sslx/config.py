@@ -26,6 +26,7 @@ _FREE_FORM = ("model", "loss.terms")
 # change them without being treated as a different experiment.
 OBSERVATION_ONLY_FIELDS = (
     "log_every", "eval_every", "checkpoint_every", "keep_checkpoints", "eval_batch_size",
+    "stall_timeout_s", "debug.stall_at_step",
 )
 
 
@@ -46,6 +47,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every = 500
   c.keep_checkpoints = 2
   c.eval_batch_size = 512
+  # Stop the run (exit 43, checkpoints kept) when one step, evaluation, refresh or checkpoint
+  # save makes no progress for this long; 0 = never (sslx/dispatch.py).
+  c.stall_timeout_s = 1200.0
   c.data = data.default_data_config()
   c.model = ml_collections.ConfigDict(dict(name="cnn"))
   c.optimizer = optim.default_optimizer_config()
@@ -64,6 +68,7 @@ def base_config() -> ml_collections.ConfigDict:
   ))
   c.debug = ml_collections.ConfigDict(dict(
       nan_at_step=-1,  # >= 0: inject a NaN into the loss at this step (tests of the guard)
+      stall_at_step=-1,  # >= 0: the step to this step+1 blocks on the host (watchdog tests)
   ))
   return c
 
@@ -187,6 +192,11 @@ def config_errors(config) -> list[str]:
     need(_is_int(value) and value > 0, f"{name} must be an int > 0, got {value!r}")
   need(isinstance(config.skip_nonfinite_updates, bool),
        f"skip_nonfinite_updates must be a bool, got {config.skip_nonfinite_updates!r}")
+  need(_is_number(config.stall_timeout_s) and config.stall_timeout_s >= 0,
+       f"stall_timeout_s must be a number of seconds >= 0 (0 = no watchdog), "
+       f"got {config.stall_timeout_s!r}")
+  need(_is_int(config.debug.stall_at_step),
+       f"debug.stall_at_step must be an int (-1 = off), got {config.debug.stall_at_step!r}")
   need(_is_int(config.debug.nan_at_step),
        f"debug.nan_at_step must be an int (-1 = off), got {config.debug.nan_at_step!r}")
   model_name = config.model.get("name")

@@ -9,7 +9,9 @@ and Open MPI; elsewhere also pass ``--coordinator_address=host0:port --num_proce
 
 Exit status: 0 done; 2 bad config/data/workdir or a non-finite loss (message on stderr);
 42 (``train.PREEMPTED_EXIT_CODE``) preempted by SIGTERM after writing a checkpoint: run
-the same command again to resume.
+the same command again to resume; 43 (``dispatch.STALLED_EXIT_CODE``) stopped by the
+watchdog because a step, evaluation or checkpoint made no progress for
+``config.stall_timeout_s``: the newest checkpoint is kept, run the same command again.
 """
 
 import logging as std_logging

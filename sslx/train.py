@@ -35,7 +35,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from sslx import config as config_lib
 from sslx import data as data_lib
-from sslx import methods, models, optim
+from sslx import dispatch, methods, models, optim
 
 PREEMPTED_EXIT_CODE = 42  # what `python -m sslx.main` exits with after a SIGTERM checkpoint
 
@@ -112,8 +112,13 @@ def to_host(tree):
 
 def make_train_step(*, loss_fn, optimizer, schedule, mesh, seed: int, labeled_batch_size: int,
                     unlabeled_batch_size: int, ema_decay: float,
-                    skip_nonfinite_updates: bool = False, streaming: bool = False):
+                    skip_nonfinite_updates: bool = False, streaming: bool = False,
+                    stall_at_step: int = -1):
   """Returns ``train_step(state, arrays) -> (state, metrics)``, jitted, state donated.
+
+  At most ``dispatch.DEFAULT_DEPTH`` calls are in flight: a call waits for the step two
+  calls back to finish (the multi-device XLA:CPU deadlock, see ``sslx/dispatch.py``), so
+  any loop over ``train_step`` is safe on any device count.
 
   ``arrays`` are the device-resident dataset (``sslx.data.to_device``); the step draws
   its batch from them by ``(seed, step)``. With ``streaming=True`` the second argument is
@@ -154,18 +159,28 @@ def make_train_step(*, loss_fn, optimizer, schedule, mesh, seed: int, labeled_ba
                                     labeled_batch_size=labeled_batch_size,
                                     unlabeled_batch_size=unlabeled_batch_size)
     batch = jax.lax.with_sharding_constraint(batch, batch_sharded(mesh))
+    if stall_at_step >= 0:  # debug: this step blocks on the host (tests of the watchdog)
+      jax.debug.callback(_stall_if, state.step, stall_at_step)
     return update(state, batch, jax.random.fold_in(step_root, state.step))
 
   jitted = jax.jit(step_fn, out_shardings=(replicated(mesh), replicated(mesh)),
                    donate_argnums=(0,))
+  pacer = dispatch.Pacer()
 
   @functools.wraps(step_fn)
   def train_step(state, arrays):
-    return jitted(state, arrays)
+    state, metrics = jitted(state, arrays)
+    pacer.admit(metrics)  # metrics, not state: the state is donated to the next call
+    return state, metrics
 
   train_step.num_traces = lambda: traces[0]
   train_step.jitted = jitted
   return train_step
+
+
+def _stall_if(step, stall_at_step):
+  if int(step) == int(stall_at_step):
+    time.sleep(3600)
 
 
 def make_refresh_fn(terms, *, model, normalize, num_classes: int, mesh):
@@ -606,7 +621,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       labeled_batch_size=config.batch_size,
       unlabeled_batch_size=config.batch_size * config.unlabeled_ratio,
       ema_decay=config.ema_decay, skip_nonfinite_updates=config.skip_nonfinite_updates,
-      streaming=streaming)
+      streaming=streaming, stall_at_step=config.debug.stall_at_step)
   evaluate = make_eval_fn(model, normalize, mesh, config.eval_batch_size)
   refresh = make_refresh_fn(methods.active_terms(config), model=model, normalize=normalize,
                             num_classes=dataset.num_classes, mesh=mesh)
@@ -655,18 +670,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   # -- Loop.
   step = start_step
   t_last, step_last = time.time(), start_step
-  with _SigtermFlag(manager) as sigterm:
+  watchdog = dispatch.Watchdog(
+      config.stall_timeout_s, what_next=f"The newest checkpoint in {workdir} is kept: run the "
+      "same command again to resume from it.")
+  with watchdog, _SigtermFlag(manager) as sigterm:
     while step < config.num_steps:
       if refresh is not None and refresh.due(step):  # a pure function of (state, data)
+        watchdog.running(f"the refresh before step {step + 1}")
         state = refresh(state, arrays)
+      oldest = max(step + 1 - dispatch.DEFAULT_DEPTH, start_step + 1)  # queued, may be running
+      watchdog.running(f"train step {step + 1} (compiling)" if step == start_step else
+                       f"train steps {oldest} to {step + 1}")
       state, metrics = train_step(state, next_input())
       step += 1
       pending.append((step, metrics))
+      if step == start_step + 1:  # first line right after compilation; rates exclude it
+        watchdog.running(f"train step {step}")
+        jax.block_until_ready(metrics)
+        now = time.time()
+        logging.info("step %d/%d: compiled and ran the first step in %.1f s", step,
+                     config.num_steps, now - t_last)
+        t_last, step_last = now, step
       preempted = sigterm.reached(step)  # read once: the signal may land mid-iteration
       is_log = step % config.log_every == 0 or step == config.num_steps
       is_eval = step % config.eval_every == 0 or step == config.num_steps
       is_ckpt = step % config.checkpoint_every == 0 or step == config.num_steps
       if is_log or is_eval or is_ckpt or preempted:
+        watchdog.running(f"evaluation at step {step}" if is_eval else f"train step {step}")
         scalars = flush(step, evaluate_both(state) if is_eval else None)
         if is_log:
           now = time.time()
@@ -677,15 +707,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
           logging.info("step %d/%d %s %.2f steps/s ETA %s", step, config.num_steps, shown,
                        rate, _format_eta((config.num_steps - step) / max(rate, 1e-9)))
       if is_ckpt or preempted:  # after flush(): a non-finite state is never saved
+        watchdog.running(f"the checkpoint save at step {step}")
         save_checkpoint(manager, state)
       if preempted and step < config.num_steps:
         manager.wait_until_finished()
         writer.close()
         raise Preempted(step)
-  manager.wait_until_finished()
+    watchdog.running("finishing the checkpoint writes")
+    manager.wait_until_finished()
+    watchdog.running(f"the final evaluation at step {step}")
+    final = evaluate_both(state)
 
   # -- Results.
-  final = evaluate_both(state)
   results = {
       "method": config.method, "dataset": dataset.name, "model": config.model.name,
       "num_labels": pool_sizes["labeled"], "steps": int(to_host(state.step)),
