@@ -169,37 +169,17 @@ def build_sslx_step(workload: str, batch: int, width: int = 2, compute_dtype: st
   ``sslx.train.train_and_evaluate`` builds it. Returns (run(n), info)."""
   import jax
   import jax.numpy as jnp
-  from sslx import data as data_lib, methods, optim, train
+  from sslx import dispatch, experiment, methods
 
   config = sslx_config(workload, batch, width, compute_dtype)
-  labeled_batch = config.batch_size if "supervised" in config.loss.terms else 0
-  unlabeled_batch = config.batch_size * config.unlabeled_ratio
-  dataset = _synthetic_dataset(4000, 50_000)
-  mesh = train.make_mesh()
-  model = train.build_model(config, dataset.num_classes)
-  optimizer, schedule = optim.create_optimizer(config.optimizer, config.num_steps)
-  normalize = train.make_normalize(dataset.mean, dataset.std)
-  pool_sizes = {"labeled": dataset.num_labeled, "unlabeled": dataset.num_unlabeled}
-  term_states = methods.init_term_states(config, dataset.num_classes, pool_sizes)
-  state = train.create_train_state(model, optimizer, dataset.image_shape,
-                                   jax.random.key(config.seed), term_states)
-  state = jax.device_put(state, train.replicated(mesh))
-  arrays = data_lib.to_device(dataset, mesh)
-  loss_fn = methods.make_loss_fn(
-      methods.active_terms(config), model=model, normalize=normalize,
-      augmenters=methods.make_augmenters(config.augment), num_classes=dataset.num_classes)
-  train_step = train.make_train_step(
-      loss_fn=loss_fn, optimizer=optimizer, schedule=schedule, mesh=mesh, seed=config.seed,
-      labeled_batch_size=labeled_batch, unlabeled_batch_size=unlabeled_batch,
-      ema_decay=config.ema_decay)
+  exp = experiment.setup(config, dataset=_synthetic_dataset(4000, 50_000))
+  state, arrays = exp.state, exp.input.arrays
   t0 = time.perf_counter()
-  compiled = train_step.jitted.lower(state, arrays).compile()
+  compiled = exp.train_step.jitted.lower(state, arrays).compile()
   compile_s = time.perf_counter() - t0
-  # Images through the network per step: every view any active term reads.
-  per_pool = {"labeled": labeled_batch, "unlabeled": unlabeled_batch}
-  view_names = {v for term, _, opts in methods.active_terms(config).values()
-                for v in term.views_for(opts)}
-  images_per_step = sum(per_pool[methods.VIEWS[v][0]] for v in view_names)
+  # Images through the network per step: every view any active method reads.
+  per_pool = {"labeled": config.batch_size, "unlabeled": config.batch_size * config.unlabeled_ratio}
+  images_per_step = sum(per_pool[v.pool] for v in methods.merged_views(exp.active).values())
   mem = compiled.memory_analysis()
   holder = [state]
 
@@ -207,9 +187,11 @@ def build_sslx_step(workload: str, batch: int, width: int = 2, compute_dtype: st
     if n <= 0:
       return
     s = holder[0]
+    pacer = dispatch.Pacer()  # a bounded queue: the multi-device CPU deadlock (sslx/dispatch.py)
     for _ in range(n):
       s, metrics = compiled(s, arrays)
-    jax.block_until_ready(metrics["loss"])
+      pacer.admit(metrics)
+    pacer.drain()
     if not bool(jnp.isfinite(metrics["loss"])):
       raise FloatingPointError(f"sslx {workload}: non-finite loss")
     holder[0] = s

@@ -355,22 +355,15 @@ def restore_latest(workdir: str, config=None):
       that does not fit the config (``sslx.train.restore_checked``'s message).
   """
   import jax
-  from sslx import data as data_lib
-  from sslx import methods, optim, train
+  from sslx import experiment, train
   config = load_config(workdir) if config is None else config
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise FileNotFoundError(f"no checkpoints/ in {workdir!r}: nothing to restore")
   if config.data.streaming:
     raise ValueError(f"--features needs a device-resident dataset; {config.data.name!r} is "
                      "streamed (data.streaming=True)")
-  dataset = data_lib.load_dataset(config.data)
-  model = train.build_model(config, dataset.num_classes)
-  optimizer, _ = optim.create_optimizer(config.optimizer, config.num_steps)
-  term_states = methods.init_term_states(
-      config, dataset.num_classes,
-      {"labeled": len(dataset.labeled_labels), "unlabeled": len(dataset.unlabeled_labels)})
-  state = train.create_train_state(model, optimizer, dataset.image_shape,
-                                   jax.random.key(0), term_states)
+  exp = experiment.setup(config, devices=jax.devices()[:1])
+  state, model, dataset = exp.state, exp.model, exp.dataset
   manager = train._checkpoint_manager(workdir, config.keep_checkpoints)  # pylint: disable=protected-access
   try:
     if manager.latest_step() is None:
@@ -378,7 +371,7 @@ def restore_latest(workdir: str, config=None):
     state = train.restore_checked(manager, state, workdir)
   finally:
     manager.close()
-  return state, model, train.make_normalize(dataset.mean, dataset.std), dataset
+  return state, model, exp.normalize, dataset
 
 
 def _subsample(labels: np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:
@@ -440,7 +433,7 @@ def plot_features(workdir: str, out_dir: str, *, tsne: bool = False, max_points:
   config = load_config(workdir)
   state, model, normalize, dataset = restore_latest(workdir, config)
   use_ema = config.ema_decay > 0 if params == "auto" else params == "ema"
-  weights = state.ema_params if use_ema else state.params
+  weights = state.ema_params if use_ema else state.params["model"]
   idx = _subsample(dataset.test_labels, max_points)
   images, labels = dataset.test_images[idx], np.asarray(dataset.test_labels)[idx]
   feats = evaluation.extract_features(model, train.to_host(weights),

@@ -54,8 +54,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict(dict(name="cnn"))
   c.optimizer = optim.default_optimizer_config()
   c.augment = methods.default_augment_config()
-  c.loss = ml_collections.ConfigDict(dict(terms=ml_collections.ConfigDict({"supervised": 1.0})))
-  for block, defaults in methods.term_option_configs().items():
+  c.loss = ml_collections.ConfigDict(dict(
+      terms=ml_collections.ConfigDict({"supervised": 1.0}),  # method name -> weight
+      imports=(),  # modules to import first: a method file of your own registers itself
+  ))
+  for block, defaults in methods.method_option_configs().items():
     c[block] = defaults
   c.feature_eval = ml_collections.ConfigDict(dict(
       # At the end of a run, evaluate frozen features (params, not EMA) on the test set:

@@ -1,41 +1,37 @@
-"""The trainer: state, the jitted data-parallel step, evaluation, checkpoints, the loop.
+"""The trainer: workdir, checkpoints, metrics and the loop around one assembled experiment.
 
 Reads top to bottom:
 
-1. ``TrainState``: one immutable dataclass with everything a step changes.
-2. Devices: a 1-D ``Mesh`` over all devices with a ``"data"`` axis; the state is
-   replicated, batches are sharded on their first axis, and ``jax.jit`` (SPMD) makes
-   BatchNorm statistics and NT-Xent negatives global with no extra code.
-3. The step: sample indices, gather, augment, forward, losses, update, EMA, all in one
-   jitted function of ``(state, device_arrays)``; the RNG is derived from
-   ``(seed, step)``, so a resumed run draws exactly what an uninterrupted run would.
-4. Evaluation over the whole test set, the last batch padded and masked.
-5. The workdir: config check, orbax checkpoints, ``metrics.jsonl``, TensorBoard.
-6. ``train_and_evaluate(config, workdir)``: the loop.
+1. The workdir: config check, orbax checkpoints (checked before any array is read),
+   ``metrics.jsonl`` and TensorBoard.
+2. ``train_and_evaluate(config, workdir)``: ``sslx.experiment.setup(config)`` builds the
+   state, the jitted step (``sslx/step.py``), evaluation and input; the loop runs the
+   steps with bounded dispatch and a stall watchdog (``sslx/dispatch.py``), logs, evaluates,
+   checkpoints, and handles preemption.
 """
-
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
 import signal
 import time
-from typing import Any, Callable
+from typing import Any
 
 from absl import logging
 import flax
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from sslx import config as config_lib
-from sslx import data as data_lib
-from sslx import dispatch, methods, models, optim
+from sslx import dispatch, experiment
+# The functional core lives in sslx/step.py and the assembly in sslx/experiment.py; these
+# names stay importable from here for scripts and tests.
+from sslx.experiment import build_model, make_normalize, setup  # noqa: F401
+from sslx.step import (TrainState, batch_sharded, create_train_state, ema_update,  # noqa: F401
+                       global_batch, make_eval_fn, make_mesh, make_refresh_fn, make_train_step,
+                       replicated, to_host)
 
 PREEMPTED_EXIT_CODE = 42  # what `python -m sslx.main` exits with after a SIGTERM checkpoint
 
@@ -53,232 +49,7 @@ class Preempted(Exception):
 
 
 # ---------------------------------------------------------------------------
-# 1. State
-# ---------------------------------------------------------------------------
-
-
-@flax.struct.dataclass
-class TrainState:
-  step: jax.Array  # int32 scalar: number of updates applied
-  params: Any
-  model_state: Any  # non-trainable collections, e.g. {'batch_stats': ...}
-  opt_state: Any
-  ema_params: Any  # EMA of params (equal to params when ema_decay == 0)
-
-
-def create_train_state(model, optimizer, image_shape, rng, term_states=None) -> TrainState:
-  """A fresh state; `term_states` (methods with state, e.g. deep LP) go in model_state."""
-  # One jitted init: op-by-op init compiles every initializer separately (~10x slower).
-  init = jax.jit(functools.partial(model.init, train=False))
-  variables = init(rng, jnp.zeros((1, *image_shape), jnp.float32))
-  variables = dict(variables)
-  params = variables.pop("params")
-  if term_states:
-    variables[methods.TERM_STATE_KEY] = term_states
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=variables,
-                    opt_state=optimizer.init(params),
-                    ema_params=jax.tree.map(jnp.copy, params))  # own buffers: both are donated
-
-
-# ---------------------------------------------------------------------------
-# 2. Devices
-# ---------------------------------------------------------------------------
-
-
-def make_mesh(devices=None) -> Mesh:
-  devices = jax.devices() if devices is None else devices
-  return Mesh(np.asarray(devices), ("data",),
-              axis_types=(jax.sharding.AxisType.Auto,))
-
-
-def replicated(mesh):
-  return NamedSharding(mesh, P())
-
-
-def batch_sharded(mesh):
-  return NamedSharding(mesh, P("data"))
-
-
-def to_host(tree):
-  """Fetches replicated arrays (also works when other processes hold replicas)."""
-  return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)) if isinstance(x, jax.Array)
-                      else np.asarray(x), tree)
-
-
-# ---------------------------------------------------------------------------
-# 3. The step
-# ---------------------------------------------------------------------------
-
-
-def make_train_step(*, loss_fn, optimizer, schedule, mesh, seed: int, labeled_batch_size: int,
-                    unlabeled_batch_size: int, ema_decay: float,
-                    skip_nonfinite_updates: bool = False, streaming: bool = False,
-                    stall_at_step: int = -1):
-  """Returns ``train_step(state, arrays) -> (state, metrics)``, jitted, state donated.
-
-  At most ``dispatch.DEFAULT_DEPTH`` calls are in flight: a call waits for the step two
-  calls back to finish (the multi-device XLA:CPU deadlock, see ``sslx/dispatch.py``), so
-  any loop over ``train_step`` is safe on any device count.
-
-  ``arrays`` are the device-resident dataset (``sslx.data.to_device``); the step draws
-  its batch from them by ``(seed, step)``. With ``streaming=True`` the second argument is
-  the batch itself (global arrays from the host pipeline, :func:`global_batch`).
-  ``train_step.num_traces`` counts how many times it was traced (1 per run: a retrace
-  would mean a recompile).
-  """
-  base = jax.random.key(seed)
-  data_key = jax.random.fold_in(base, 0)  # fixed per run: epoch permutations derive from it
-  step_root = jax.random.fold_in(base, 1)
-  traces = [0]
-
-  def update(state: TrainState, batch, rng):
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, (model_state, metrics)), grads = grad_fn(
-        state.params, state.model_state, batch, rng, state.step)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    if skip_nonfinite_updates:
-      keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-      params = keep(params, state.params)
-      opt_state = keep(opt_state, state.opt_state)
-      model_state = keep(model_state, state.model_state)
-    ema = ema_update(state.ema_params, params, ema_decay) if ema_decay > 0 else params
-    metrics = dict(metrics, grad_norm=grad_norm, learning_rate=schedule(state.step),
-                   nonfinite=(~finite).astype(jnp.int32))
-    return state.replace(step=state.step + 1, params=params, model_state=model_state,
-                         opt_state=opt_state, ema_params=ema), metrics
-
-  def step_fn(state: TrainState, arrays):
-    traces[0] += 1
-    if streaming:
-      batch = arrays
-    else:
-      batch = data_lib.sample_batch(arrays, data_key, state.step,
-                                    labeled_batch_size=labeled_batch_size,
-                                    unlabeled_batch_size=unlabeled_batch_size)
-    batch = jax.lax.with_sharding_constraint(batch, batch_sharded(mesh))
-    if stall_at_step >= 0:  # debug: this step blocks on the host (tests of the watchdog)
-      jax.debug.callback(_stall_if, state.step, stall_at_step)
-    return update(state, batch, jax.random.fold_in(step_root, state.step))
-
-  jitted = jax.jit(step_fn, out_shardings=(replicated(mesh), replicated(mesh)),
-                   donate_argnums=(0,))
-  pacer = dispatch.Pacer()
-
-  @functools.wraps(step_fn)
-  def train_step(state, arrays):
-    state, metrics = jitted(state, arrays)
-    pacer.admit(metrics)  # metrics, not state: the state is donated to the next call
-    return state, metrics
-
-  train_step.num_traces = lambda: traces[0]
-  train_step.jitted = jitted
-  return train_step
-
-
-def _stall_if(step, stall_at_step):
-  if int(step) == int(stall_at_step):
-    time.sleep(3600)
-
-
-def make_refresh_fn(terms, *, model, normalize, num_classes: int, mesh):
-  """For terms with a `refresh` (deep LP): ``refresh(state, arrays) -> state`` and
-  ``refresh.due(step)``, or None when no active term has one.
-
-  A refresh reads the current params and the device-resident pools and rewrites the
-  term's state (e.g. pseudo-labels of the whole unlabeled pool) in one jitted call.
-  """
-  refreshing = {name: (term, options) for name, (term, _, options) in terms.items()
-                if term.refresh is not None}
-  if not refreshing:
-    return None
-
-  def refresh(state: TrainState, arrays):
-    variables = methods.model_variables(state.params, state.model_state)
-    embed = lambda x: model.apply(variables, normalize(x), train=False)["features"]
-    term_states = dict(state.model_state[methods.TERM_STATE_KEY])
-    for name, (term, options) in refreshing.items():
-      term_states[name] = term.refresh(options, embed, arrays, term_states[name], num_classes)
-    return state.replace(model_state={**state.model_state, methods.TERM_STATE_KEY: term_states})
-
-  jitted = jax.jit(refresh, out_shardings=replicated(mesh))
-
-  def due(step: int) -> bool:
-    return any(step >= o.start_step and (step - o.start_step) % o.refresh_every == 0
-               for _, o in refreshing.values())
-
-  jitted_refresh = lambda state, arrays: jitted(state, arrays)
-  jitted_refresh.due = due
-  return jitted_refresh
-
-
-def ema_update(ema, params, decay: float):
-  """One EMA step, ``decay * ema + (1 - decay) * params`` (used by the step; exposed for tests)."""
-  return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
-
-
-# ---------------------------------------------------------------------------
-# 4. Evaluation
-# ---------------------------------------------------------------------------
-
-
-def make_eval_fn(model, normalize, mesh, batch_size: int):
-  """Returns ``evaluate(params, model_state, images, labels) -> accuracy`` (host numpy in).
-
-  The test set is cut into batches of ``batch_size``; the last one is padded and masked,
-  so each example counts exactly once whatever the device count.
-  """
-
-  @jax.jit
-  def eval_batch(params, model_state, images, labels, mask):
-    out = model.apply(methods.model_variables(params, model_state), normalize(images),
-                      train=False)
-    correct = (jnp.argmax(out["logits"], -1) == labels) & mask
-    return jnp.sum(correct), jnp.sum(mask)
-
-  sharding = batch_sharded(mesh)
-
-  def put(x):
-    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
-
-  def evaluate(params, model_state, images: np.ndarray, labels: np.ndarray) -> float:
-    correct = total = 0
-    for start in range(0, len(images), batch_size):
-      x, y = images[start:start + batch_size], labels[start:start + batch_size]
-      n = len(x)
-      mask = np.arange(batch_size) < n
-      if n < batch_size:
-        x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
-        y = np.concatenate([y, np.zeros((batch_size - n,), y.dtype)])
-      c, t = eval_batch(params, model_state, put(x), put(y), put(mask))
-      correct, total = correct + int(to_host(c)), total + int(to_host(t))
-    assert total == len(images), (total, len(images))
-    return correct / max(total, 1)
-
-  def evaluate_stream(params, model_state, batches) -> float:
-    """Accuracy over this process's share of padded batches (``images, labels, mask``)."""
-    correct = total = 0
-    for b in batches:
-      g = global_batch(mesh, b)
-      c, t = eval_batch(params, model_state, g["images"], g["labels"], g["mask"])
-      correct, total = correct + int(to_host(c)), total + int(to_host(t))
-    return correct / max(total, 1)
-
-  evaluate.stream = evaluate_stream
-  return evaluate
-
-
-def global_batch(mesh, local: dict) -> dict:
-  """This process's share of a batch -> global arrays sharded on the "data" axis."""
-  sharding = batch_sharded(mesh)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-          for k, v in local.items()}
-
-
-# ---------------------------------------------------------------------------
-# 5. The workdir
+# 1. The workdir
 # ---------------------------------------------------------------------------
 
 _OWNED = ("checkpoints", "config.json", "metrics.jsonl", "results.json", "labeled_indices.json")
@@ -447,28 +218,8 @@ class MetricWriter:
 
 
 # ---------------------------------------------------------------------------
-# 6. The loop
+# 2. The loop
 # ---------------------------------------------------------------------------
-
-
-def build_model(config, num_classes: int):
-  kwargs = {k: v for k, v in config.model.to_dict().items() if k != "name"}
-  try:
-    return models.create_model(config.model.name, num_classes=num_classes, **kwargs)
-  except (TypeError, ValueError) as e:
-    raise ValueError(f"config.model: {e}") from e
-
-
-def make_normalize(mean, std):
-  mean = jnp.asarray(mean, jnp.float32)
-  std = jnp.asarray(std, jnp.float32)
-
-  def normalize(images):
-    x = images.astype(jnp.float32)
-    if images.dtype == jnp.uint8:
-      x = x / 255.0
-    return (x - mean) / std
-  return normalize
 
 
 def _format_eta(seconds: float) -> str:
@@ -526,7 +277,7 @@ def feature_evaluation(config, model, state, normalize, dataset) -> dict[str, fl
   fe = config.feature_eval
   if not (fe.linear_probe or fe.knn or fe.pixel_baseline):
     return {}
-  params, model_state = to_host(state.params), to_host(state.model_state)
+  params, model_state = to_host(state.params["model"]), to_host(state.model_state)
   out = {}
   if fe.linear_probe or fe.knn:
     feats = lambda x: evaluation.extract_features(model, params, model_state, normalize, x)
@@ -557,30 +308,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Returns the dict written to ``results.json``.
   """
   t_start = time.time()
-  # -- Validate everything before touching the workdir or compiling.
-  config_lib.validate_config(config)
-  mesh = make_mesh(devices)
-  num_devices = mesh.devices.size
-  errors = config_lib.device_errors(config, num_devices)
-  if errors:
-    raise ValueError("Invalid config for this device count:\n  - " + "\n  - ".join(errors))
-  streaming = bool(config.data.streaming)
-  if streaming:  # data that does not fit on the devices: host pipeline (grain over tfds)
-    dataset = data_lib.load_streaming_dataset(config.data)
-    pool_sizes = {"labeled": dataset.num_labeled, "unlabeled": dataset.num_unlabeled}
-  else:
-    dataset = data_lib.load_dataset(config.data)
-    pool_sizes = {"labeled": len(dataset.labeled_labels),
-                  "unlabeled": len(dataset.unlabeled_labels)}
-  model = build_model(config, dataset.num_classes)
-  if config.unlabeled_ratio and not pool_sizes["unlabeled"]:
-    raise ValueError(
-        f"unlabeled_ratio={config.unlabeled_ratio} asks for unlabeled batches, but the "
-        f"unlabeled pool is empty (data.unlabeled_pool={config.data.unlabeled_pool!r}, "
-        f"data.extra_unlabeled={config.data.extra_unlabeled}, data.num_labels="
-        f"{config.data.num_labels}); use data.unlabeled_pool='all' or unlabeled_ratio=0.")
+  # -- Assemble everything (validates config and data; writes nothing).
+  exp = experiment.setup(config, devices=devices)
+  dataset, mesh, model, normalize = exp.dataset, exp.mesh, exp.model, exp.normalize
+  pool_sizes, num_devices, streaming = exp.pool_sizes, exp.num_devices, exp.input.streaming
+  train_step, evaluate, refresh = exp.train_step, exp.evaluate, exp.refresh
   check_workdir(workdir, config, overwrite=overwrite)
-  optimizer, schedule = optim.create_optimizer(config.optimizer, config.num_steps)
 
   # -- Workdir.
   is_chief = jax.process_index() == 0
@@ -588,12 +321,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     clear_workdir(workdir)
   os.makedirs(workdir, exist_ok=True)
 
-  # -- State, step, data on devices.
-  normalize = make_normalize(dataset.mean, dataset.std)
-  term_states = methods.init_term_states(config, dataset.num_classes, pool_sizes)
-  state = create_train_state(model, optimizer, dataset.image_shape,
-                             jax.random.fold_in(jax.random.key(config.seed), 2), term_states)
-  state = jax.device_put(state, replicated(mesh))
+  # -- Resume.
+  state = exp.state
   manager = _checkpoint_manager(workdir, config.keep_checkpoints)
   if manager.latest_step() is not None:
     state = restore_checked(manager, state, workdir)  # a clear ValueError, workdir untouched
@@ -602,29 +331,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     _atomic_write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
     dataset.save_split(workdir)
   start_step = int(to_host(state.step))
-  if streaming:  # batches are a pure function of (seed, step): resume needs no iterator state
-    batches = dataset.train_iterator(
-        labeled_batch_size=config.batch_size,
-        unlabeled_batch_size=config.batch_size * config.unlabeled_ratio,
-        seed=config.seed, start_step=start_step)
-    next_input = lambda: global_batch(mesh, next(batches))
-  else:
-    arrays = data_lib.to_device(dataset, mesh,
-                                max_replicated_bytes=config.data.max_replicated_mib * 2**20)
-    next_input = lambda: arrays
-  loss_fn = methods.make_loss_fn(
-      methods.active_terms(config), model=model, normalize=normalize,
-      augmenters=methods.make_augmenters(config.augment), num_classes=dataset.num_classes,
-      nan_at_step=config.debug.nan_at_step)
-  train_step = make_train_step(
-      loss_fn=loss_fn, optimizer=optimizer, schedule=schedule, mesh=mesh, seed=config.seed,
-      labeled_batch_size=config.batch_size,
-      unlabeled_batch_size=config.batch_size * config.unlabeled_ratio,
-      ema_decay=config.ema_decay, skip_nonfinite_updates=config.skip_nonfinite_updates,
-      streaming=streaming, stall_at_step=config.debug.stall_at_step)
-  evaluate = make_eval_fn(model, normalize, mesh, config.eval_batch_size)
-  refresh = make_refresh_fn(methods.active_terms(config), model=model, normalize=normalize,
-                            num_classes=dataset.num_classes, mesh=mesh)
+  inputs = exp.input.iterate(start_step)
+  arrays = exp.input.arrays  # for a refresh (device-resident data only)
   writer = MetricWriter(workdir, resume_step=start_step, enabled=is_chief)
   logging.info("Training %s on %s: %d devices (%s), steps %d -> %d, labeled batch %d, "
                "unlabeled batch %d", config.method, dataset.name, num_devices,
@@ -633,7 +341,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
   def evaluate_both(state) -> dict[str, float]:
     out = {}
-    for name, params in (("test/accuracy", state.params), ("test/accuracy_ema", state.ema_params)):
+    for name, params in (("test/accuracy", state.params["model"]),
+                         ("test/accuracy_ema", state.ema_params)):
       if streaming:
         out[name] = evaluate.stream(params, state.model_state, dataset.eval_batches(
             config.eval_batch_size // jax.process_count()))
@@ -681,7 +390,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       oldest = max(step + 1 - dispatch.DEFAULT_DEPTH, start_step + 1)  # queued, may be running
       watchdog.running(f"train step {step + 1} (compiling)" if step == start_step else
                        f"train steps {oldest} to {step + 1}")
-      state, metrics = train_step(state, next_input())
+      state, metrics = train_step(state, next(inputs))
       step += 1
       pending.append((step, metrics))
       if step == start_step + 1:  # first line right after compilation; rates exclude it

@@ -105,7 +105,7 @@ CONFIG_CASES = {
     "negative learning rate": (_set("optimizer.learning_rate", -0.1),
                                "optimizer.learning_rate must be a number > 0, got -0.1"),
     "unknown loss term": (_set("loss.terms", {"mixmatch": 1.0}),
-                          "loss.terms has an unknown term 'mixmatch'"),
+                          "loss.terms has an unknown method 'mixmatch'"),
     "no loss term": (_set("loss.terms", {}), "loss.terms must give at least one term a weight"),
     "translate out of range": (_set("augment.translate", 2.0),
                                "augment.translate must be a number in [0, 0.5), got 2.0"),

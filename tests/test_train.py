@@ -80,7 +80,7 @@ def _bad(mutate):
     (lambda c: c.model.update(name="resnet7"), "model.name='resnet7' is unknown"),
     (lambda c: c.data.update(name="not_a_dataset"), "not_a_dataset"),
     (lambda c: setattr(c, "ema_decay", 1.0), "ema_decay"),
-    (lambda c: c.loss.terms.update({"mixmatch": 1.0}), "unknown term 'mixmatch'"),
+    (lambda c: c.loss.terms.update({"mixmatch": 1.0}), "unknown method 'mixmatch'"),
     (lambda c: c.model.update(depth_multiplier=3), "config.model"),
 ])
 def test_bad_config_clear_error_and_nothing_written(tmp_path, mutate, needle):
@@ -109,8 +109,8 @@ class _Linear:
     return {"params": {"dense": {"kernel": 0.01 * jax.random.normal(rng, (x[0].size, 3)),
                                  "bias": jnp.zeros((3,))}}}
 
-  def apply(self, variables, x, train=False):
-    del train
+  def apply(self, variables, x, train=False, rngs=None):
+    del train, rngs
     p = variables["params"]["dense"]
     feats = x.reshape(x.shape[0], -1)
     return {"logits": feats @ p["kernel"] + p["bias"], "features": feats}
@@ -126,8 +126,8 @@ def tiny_step():
   model = _Linear()
   config = load_experiment("supervised_digits", "smoke")
   loss_fn = methods.make_loss_fn(
-      methods.active_terms(config), model=model, normalize=train.make_normalize(0.5, 0.25),
-      augmenters={"weak": lambda key, x: x}, num_classes=3)
+      methods.active_methods(config), model=model, normalize=train.make_normalize(0.5, 0.25),
+      augmenters={"weak": lambda key, x: x}, extra_modules={}, num_classes=3, num_steps=25)
   tx = optax.sgd(0.5)
   mesh = train.make_mesh()
   step = train.make_train_step(loss_fn=loss_fn, optimizer=tx, schedule=lambda s: 0.5,
@@ -157,9 +157,9 @@ def test_step_loss_falls_traced_once_and_donates(tiny_step):
 def test_step_ema_arithmetic(tiny_step):
   step, fresh_state, arrays = tiny_step
   state = fresh_state()
-  p0 = jax.tree.map(np.asarray, state.params)
+  p0 = jax.tree.map(np.asarray, state.params["model"])
   state, _ = step(state, arrays)
-  p1 = jax.tree.map(np.asarray, state.params)
+  p1 = jax.tree.map(np.asarray, state.params["model"])
   expected = jax.tree.map(lambda a, b: 0.9 * a + 0.1 * b, p0, p1)
   jax.tree.map(lambda e, got: np.testing.assert_allclose(got, e, rtol=1e-6, atol=1e-7),
                expected, jax.tree.map(np.asarray, state.ema_params))

@@ -1,35 +1,30 @@
-"""Methods as named loss terms, composed by config.
+"""Methods, composed by config: ``config.loss.terms = {'supervised': 1.0, 'fixmatch': 1.0}``.
 
-``config.loss.terms = {'supervised': 1.0, 'fixmatch': 1.0}`` turns on the listed terms
-with their weights; each term's options live in ``config.<term name>``. One file per
-method: copy it to start a new one and register it in ``_MODULES``.
+Each method is one file that registers a :class:`~sslx.methods.base.Method` (see
+``sslx/methods/base.py`` for what a method can declare, and README "Adding a method").
+The built-in files are imported here; a fork's own file is imported by naming its module
+in ``config.loss.imports``. Each method's options live in ``config.<method name>``.
 """
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
-from sslx.methods import fixmatch, label_propagation, simclr, supervised
-from sslx.methods.base import (TERM_STATE_KEY, VIEWS, Term, TermInputs, apply_model,
-                               make_loss_fn, model_variables)
+from sslx.methods.base import (MODEL_OUTPUTS, POOLS, REGISTRY, Active, Context, Extra, Method,
+                               ModelInfo, Target, View, import_methods, make_loss_fn,
+                               merged_views, model_variables, register, stream_key,
+                               update_targets)
+# Built-in methods: importing a file registers its method(s).
+from sslx.methods import fixmatch, label_propagation, simclr, supervised  # noqa: F401,E402
 
-# term name -> (Term, default options (config.<name>), option checker)
-_REGISTRY = {
-    "supervised": (supervised.TERM, supervised.OPTIONS, supervised.option_errors),
-    "fixmatch": (fixmatch.TERM, fixmatch.OPTIONS, fixmatch.option_errors),
-    "nt_xent": (simclr.TERM, simclr.OPTIONS, simclr.option_errors),
-    "graph": (label_propagation.GRAPH_TERM, label_propagation.GRAPH_OPTIONS,
-              label_propagation.option_errors),
-    "deep_lp": (label_propagation.DEEP_LP_TERM, label_propagation.DEEP_LP_OPTIONS,
-                label_propagation.option_errors),
-}
-TERMS: dict[str, Term] = {name: entry[0] for name, entry in _REGISTRY.items()}
+BASE_AUGMENTATIONS = ("none", "weak", "strong", "simclr")
 
 
-def term_option_configs() -> dict[str, ml_collections.ConfigDict]:
-  """config block name -> default options, one per term."""
-  return {name: ml_collections.ConfigDict(entry[1].to_dict())
-          for name, entry in _REGISTRY.items()}
+def method_option_configs() -> dict[str, ml_collections.ConfigDict]:
+  """config block name -> default options, one per registered method."""
+  return {name: ml_collections.ConfigDict(m.options.to_dict()) for name, m in REGISTRY.items()}
 
 
 def default_augment_config() -> ml_collections.ConfigDict:
@@ -45,13 +40,14 @@ def default_augment_config() -> ml_collections.ConfigDict:
   ))
 
 
-def make_augmenters(cfg) -> dict:
-  """augmentation name -> ``fn(key, images) -> images``, configured by ``config.augment``."""
+def make_augmenters(cfg, active=None) -> dict:
+  """augmentation name -> ``fn(key, images)``: the shared ones (``config.augment``) and the
+  active methods' own."""
   # local imports: keep `import sslx.methods` light
   from sslx.augment.randaugment import strong
   from sslx.augment.simclr import simclr_view
   from sslx.augment.weak import weak
-  return {
+  out = {
       "none": lambda key, images: images,
       "weak": lambda key, images: weak(key, images, flip=cfg.flip, translate=cfg.translate),
       "strong": lambda key, images: strong(key, images, flip=cfg.flip, translate=cfg.translate,
@@ -61,50 +57,127 @@ def make_augmenters(cfg) -> dict:
                                                 crop_scale=tuple(cfg.simclr_crop_scale),
                                                 blur=cfg.simclr_blur, flip=cfg.flip),
   }
+  for name, a in (active or {}).items():
+    if a.method.augmentations is not None:
+      for aug_name, fn in a.method.augmentations(cfg, a.options).items():
+        if aug_name in BASE_AUGMENTATIONS:
+          raise ValueError(f"{name}: augmentation {aug_name!r} shadows a built-in one")
+        out[aug_name] = fn
+  return out
 
 
-def init_term_states(config, num_classes: int, pool_sizes: dict[str, int]) -> dict:
-  """Initial state of every active term that keeps one (empty dict if none does)."""
-  return {name: term.init_state(options, num_classes, pool_sizes)
-          for name, (term, _, options) in active_terms(config).items()
-          if term.init_state is not None}
+def active_methods(config) -> dict[str, Active]:
+  """name -> Active(method, weight, options, views) for every method with a weight != 0."""
+  import_methods(config.loss.get("imports", ()))
+  out = {}
+  for name, w in config.loss.terms.items():
+    if float(w) == 0.0:
+      continue
+    method = REGISTRY[name]
+    options = config.get(name, method.options)
+    out[name] = Active(method, float(w), options, method.views_for(options))
+  return out
 
 
-def active_terms(config) -> dict[str, tuple[Term, float, ml_collections.ConfigDict]]:
-  return {name: (TERMS[name], float(w), config.get(name))
-          for name, w in config.loss.terms.items() if float(w) != 0.0}
+def model_info(model, image_shape, num_classes: int, pool_sizes, num_steps: int) -> ModelInfo:
+  """Feature/projection sizes of `model`, read from its abstract output shapes."""
+  x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
+  shapes = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0], x)
+  return ModelInfo(num_classes=num_classes, image_shape=tuple(image_shape),
+                   feature_dim=int(shapes["features"].shape[-1]),
+                   projection_dim=int(shapes["projection"].shape[-1]) if "projection" in shapes else 0,
+                   pool_sizes=dict(pool_sizes), num_steps=num_steps)
+
+
+def extra_modules(active, info: ModelInfo) -> dict[str, dict[str, Extra]]:
+  """method name -> {extra name: Extra} for the active methods that own modules."""
+  return {name: dict(a.method.extras(a.options, info)) for name, a in active.items()
+          if a.method.extras is not None}
+
+
+def init_method_parts(active, extras, info: ModelInfo, params_model, rng):
+  """The methods' extra params/collections, target trees and state at step 0.
+
+  Returns ``(params, model_state_extras, method_params, method_state)`` where ``params``
+  is the full optimized tree ``{'model': ..., method: {extra: ...}}``.
+  """
+  params, extra_state = {"model": params_model}, {}
+  for name, modules in extras.items():
+    params[name], extra_state[name] = {}, {}
+    for extra_name, extra in modules.items():
+      shape = extra.input
+      if isinstance(shape, str):
+        shape = {"features": (info.feature_dim,), "projection": (info.projection_dim,),
+                 "logits": (info.num_classes,)}[shape]
+      variables = dict(jax.jit(lambda k, x, m=extra.module: m.init(k, x, train=False))(
+          stream_key(rng, f"{name}/{extra_name}"), jnp.zeros((1, *shape), jnp.float32)))
+      params[name][extra_name] = variables.pop("params")
+      extra_state[name][extra_name] = variables
+  method_params = {}
+  for name, a in active.items():
+    if a.method.targets is not None:
+      method_params[name] = {t: jax.tree.map(jnp.copy, target.source(params))
+                             for t, target in a.method.targets(a.options).items()}
+  method_state = {name: a.method.init_state(a.options, info) for name, a in active.items()
+                  if a.method.init_state is not None}
+  return params, extra_state, method_params, method_state
 
 
 def config_errors(config) -> list[str]:
   errors = []
+  try:
+    import_methods(config.loss.get("imports", ()))
+  except ValueError as e:
+    return [str(e)]
   terms = config.loss.terms
   for name, weight in terms.items():
-    if name not in TERMS:
-      errors.append(f"loss.terms has an unknown term {name!r}; known terms: {tuple(TERMS)}")
-    elif not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight < 0:
-      errors.append(f"loss.terms.{name} must be a weight >= 0, got {weight!r}")
+    if name not in REGISTRY:
+      errors.append(f"loss.terms has an unknown method {name!r}; known: {tuple(REGISTRY)} "
+                    "(a method of your own: name its module in loss.imports)")
+    elif (not isinstance(weight, (int, float)) or isinstance(weight, bool) or not weight >= 0
+          or weight == float("inf")):
+      errors.append(f"loss.terms.{name} must be a finite weight >= 0, got {weight!r}")
   if not errors and not any(float(w) > 0 for w in terms.values()):
     errors.append(f"loss.terms must give at least one term a weight > 0, got {terms.to_dict()}")
   for name in terms.keys():
-    if name in _REGISTRY and name in config:
+    if name in REGISTRY and name in config:
       errors.extend(e if e.startswith(f"{name}.") else f"{name}.{e}"
-                    for e in _REGISTRY[name][2](config[name]))
+                    for e in REGISTRY[name].option_errors(config[name]))
   for name in terms.keys():
-    if name in TERMS and TERMS[name].needs_projection and not config.model.get("projection_dim"):
+    if name in REGISTRY and REGISTRY[name].needs_projection and not config.model.get(
+        "projection_dim"):
       errors.append(f"loss.terms.{name} needs a projection head: set model.projection_dim > 0 "
                     f"(e.g. 128), got {config.model.get('projection_dim')!r}")
-  if config.data.streaming and any(TERMS[n].refresh for n in terms.keys() if n in TERMS):
-    errors.append(f"loss.terms {tuple(terms.keys())}: a term that re-embeds the whole pool "
+  if config.data.streaming and any(REGISTRY[n].refresh for n in terms.keys() if n in REGISTRY):
+    errors.append(f"loss.terms {tuple(terms.keys())}: a method that re-embeds the whole pool "
                   "(deep_lp) needs the dataset on the devices, not data.streaming=True")
   if errors:  # the checks below read the options checked above
     return errors
-  needs_unlabeled = any(VIEWS[v][0] == "unlabeled" for name in terms.keys() if name in TERMS
-                        for v in TERMS[name].views_for(config.get(name)))
+  active = active_methods(config)
+  try:
+    views = merged_views(active)
+  except ValueError as e:
+    return [f"loss.terms: {e}"]
+  for name, view in views.items():
+    if view.pool not in POOLS:
+      errors.append(f"view {name!r}: pool {view.pool!r} is not one of {POOLS}")
+  try:
+    augmenters = make_augmenters(config.augment, active)
+  except ValueError as e:
+    return errors + [str(e)]
+  for name, view in views.items():
+    if view.augment not in augmenters:
+      errors.append(f"view {name!r}: augmentation {view.augment!r} is unknown; known: "
+                    f"{tuple(augmenters)}")
+  needs_unlabeled = any(v.pool == "unlabeled" for v in views.values())
   if needs_unlabeled and config.unlabeled_ratio < 1:
     errors.append(f"loss.terms {tuple(terms.keys())} read unlabeled images, so unlabeled_ratio "
                   f"must be >= 1, got {config.unlabeled_ratio!r}")
   return errors
 
 
-__all__ = ["TERM_STATE_KEY", "TERMS", "init_term_states", "model_variables", "Term", "TermInputs", "VIEWS", "active_terms", "apply_model",
-           "config_errors", "default_augment_config", "make_augmenters", "make_loss_fn", "term_option_configs"]
+__all__ = ["Active", "Context", "Extra", "MODEL_OUTPUTS", "Method", "ModelInfo", "POOLS",
+           "REGISTRY", "Target", "View", "active_methods", "config_errors",
+           "default_augment_config", "extra_modules", "import_methods", "init_method_parts",
+           "make_augmenters", "make_loss_fn", "merged_views", "method_option_configs",
+           "model_info", "model_variables", "register", "stream_key", "update_targets"]

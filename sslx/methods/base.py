@@ -1,147 +1,367 @@
-"""How named loss terms become one loss over one shared forward pass.
+"""The method API: what one method file declares, and how active methods become one loss.
 
-A *term* (one per method file: ``supervised``, ``fixmatch``, ``nt_xent``, ``graph``...)
-declares the *views* it reads, e.g. ``("unlabeled_weak", "unlabeled_strong")``, and
-computes ``(loss, metrics)`` from the model outputs on those views. The compositor
+A *method* (``sslx/methods/<name>.py``) is a :class:`Method`: a loss over a
+:class:`Context` plus declarations of what it needs. Everything is optional except the
+loss:
 
-1. draws every view any active term needs (each view = a pool and an augmentation),
-2. concatenates all views of the same shape into ONE forward pass in train mode, so
-   BatchNorm statistics are shared across labeled, weak and strong images as in the
-   official FixMatch and SimCLR code,
-3. returns ``sum_i weight_i * loss_i`` and every term's metrics, prefixed by its name.
+``views``
+  ``{view name: View(pool, augment)}``: images it reads, e.g.
+  ``{"unlabeled_weak": View("unlabeled", "weak")}``. View names are global: two methods
+  that name the same view share its images and its forward pass (FixMatch and the graph
+  term both read ``unlabeled_weak``). Every view of every active method goes through the
+  online model in ONE forward pass in train mode (shared BatchNorm statistics, as the
+  official FixMatch and SimCLR code), one pass per image shape (multi-crop).
+``augmentations``
+  ``augmentations(config.augment, options) -> {name: fn(key, images)}``: augmentations
+  of its own. ``fn`` returns images, or ``(images, targets)`` for a pretext task (the
+  rotation index, a mask); the loss reads targets as ``ctx.targets[view]``.
+``extras``
+  ``extras(options, info) -> {name: Extra(module, input)}``: modules of its own (a
+  predictor MLP, a rotation head, prototypes), created at init from ``info`` (feature and
+  projection sizes) and trained with the model by the same optimizer. Parameters live
+  in ``state.params[method][name]``, collections (BatchNorm) in
+  ``state.model_state[method][name]``.
+``targets``
+  ``targets(options) -> {name: Target(source, momentum)}``: parameter trees that the
+  optimizer does not touch (BYOL's target network, Mean Teacher's teacher, a momentum
+  encoder): initialised as ``source(params)`` and after every update set to
+  ``m * tree + (1 - m) * source(new params)`` with ``m = momentum(step, num_steps)``.
+  Kept in ``state.method_params[method][name]``, checkpointed with the rest.
+``init_state``
+  ``init_state(options, info) -> pytree``: state kept between steps (queues, running
+  class statistics, pool pseudo-labels), in ``state.method_state[method]``; the loss
+  returns the new state as its third value.
+``refresh``
+  ``refresh(options, embed, arrays, state, num_classes) -> state``, run by the trainer
+  every ``options.refresh_every`` steps from ``options.start_step`` over the
+  device-resident pools (deep label propagation).
 
-The trainer knows methods only through the function this builds:
-``loss_fn(params, model_state, batch, rng, step) -> (loss, (model_state, metrics))``.
+The loss ``loss(ctx) -> (loss, metrics[, new_state])`` reads ``ctx.outputs[view]``
+(``{'logits', 'features'[, 'projection']}`` of the shared pass) and may run more passes:
+``ctx.forward(images, params='online' | 'ema' | <target name>, train=...)`` and
+``ctx.extra(name, x, params=...)`` (big_vision's distill trainer hands its loss
+``fwd(name, params)`` the same way). Random keys come from ``ctx.rng(name)``: streams are
+derived from names, never positions, so adding a method leaves every other method's
+draws unchanged; the model gets a ``dropout`` stream.
 
-A term may keep state between steps (a running class distribution, pseudo-labels of
-the whole unlabeled pool): it lives in ``model_state['terms'][name]``, so it is
-checkpointed, restored and donated with the rest of the state, and the model never sees
-it (:func:`model_variables` strips it).
+``config.loss.terms = {'supervised': 1.0, 'fixmatch': 1.0}`` turns methods on with their
+weights; each method's options are ``config.<name>``. A method registers itself with
+:func:`register` when its file is imported; a fork's own file is imported by naming its
+module in ``config.loss.imports``, with no edit to sslx.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import zlib
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
-# view name -> (pool, augmentation). Two draws of the same augmentation are two views.
-VIEWS: dict[str, tuple[str, str]] = {
-    "labeled_weak": ("labeled", "weak"),
-    "labeled_strong": ("labeled", "strong"),
-    "unlabeled_weak": ("unlabeled", "weak"),
-    "unlabeled_strong": ("unlabeled", "strong"),
-    "unlabeled_strong_2": ("unlabeled", "strong"),
-    "unlabeled_simclr_1": ("unlabeled", "simclr"),
-    "unlabeled_simclr_2": ("unlabeled", "simclr"),
-}
+POOLS = ("labeled", "unlabeled")
+MODEL_OUTPUTS = ("logits", "features", "projection")
 
 
 @dataclasses.dataclass(frozen=True)
-class TermInputs:
-  """What a term sees: model outputs per view, the raw batch, its options and the step."""
-  outputs: Mapping[str, Mapping[str, jax.Array]]  # view -> {'logits', 'features', ['projection']}
-  batch: Mapping[str, jax.Array]
-  options: Any  # the term's config block (config.<term name>), or None
-  num_classes: int
-  step: jax.Array
-  state: Any = None  # the term's own state (model_state['terms'][name]), if it has one
+class View:
+  """Images a method reads: a batch pool and an augmentation, both by name."""
+  pool: str  # 'labeled' | 'unlabeled'
+  augment: str  # 'none' | 'weak' | 'strong' | 'simclr' | a method's own augmentation
 
 
 @dataclasses.dataclass(frozen=True)
-class Term:
-  """A named loss term. `views` is a tuple, or a function of the term's options.
+class Extra:
+  """A module a method owns, trained with the model.
 
-  ``compute(inputs)`` returns ``(loss, metrics)``, or ``(loss, metrics, new_state)`` for a
-  term with ``init_state(options, num_classes, pool_sizes) -> state``.
+  ``module`` is a flax module called as ``module.apply(variables, x, train=...)``;
+  ``input`` names the model output it is initialised on (``'features'``,
+  ``'projection'``, ``'logits'``) or gives the input shape without the batch axis.
   """
+  module: Any
+  input: str | tuple[int, ...] = "features"
+
+
+def _model_only(params):
+  return {"model": params["model"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+  """A parameter tree updated by an exponential moving average, not by the optimizer.
+
+  ``source(params)`` picks the part of the online parameters it follows (default: the
+  model); ``momentum(step, num_steps)`` is the EMA decay after the update to ``step + 1``.
+  """
+  momentum: Callable[[jax.Array, int], jax.Array]
+  source: Callable[[Any], Any] = _model_only
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+  """What a method may size its extras and state by."""
+  num_classes: int
+  image_shape: tuple[int, ...]
+  feature_dim: int
+  projection_dim: int  # 0 without a projection head
+  pool_sizes: Mapping[str, int]
+  num_steps: int
+
+
+def _no_errors(options) -> list[str]:
+  del options
+  return []
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """One method: its loss and what it needs (module docstring). Register it with :func:`register`."""
   name: str
-  views: tuple[str, ...] | Callable[[Any], tuple[str, ...]]
-  compute: Callable[..., tuple]
-  needs_projection: bool = False
-  init_state: Callable[..., Any] | None = None
-  # refresh(options, embed, arrays, state, num_classes) -> state, run by the trainer every
-  # `options.refresh_every` steps from `options.start_step` over the device-resident pools.
+  loss: Callable[["Context"], tuple]
+  options: ml_collections.ConfigDict = dataclasses.field(
+      default_factory=ml_collections.ConfigDict)
+  views: Mapping[str, View] | Callable[[Any], Mapping[str, View]] = dataclasses.field(
+      default_factory=dict)
+  option_errors: Callable[[Any], list[str]] = _no_errors
+  augmentations: Callable[[Any, Any], Mapping[str, Callable]] | None = None
+  extras: Callable[[Any, ModelInfo], Mapping[str, Extra]] | None = None
+  targets: Callable[[Any], Mapping[str, Target]] | None = None
+  init_state: Callable[[Any, ModelInfo], Any] | None = None
   refresh: Callable[..., Any] | None = None
+  needs_projection: bool = False  # the model must have a projection head
 
-  def views_for(self, options) -> tuple[str, ...]:
-    return self.views(options) if callable(self.views) else self.views
-
-
-TERM_STATE_KEY = "terms"
+  def views_for(self, options) -> dict[str, View]:
+    return dict(self.views(options) if callable(self.views) else self.views)
 
 
-def model_variables(params, model_state) -> dict:
-  """The flax variables of the model: params and its collections, without term state."""
-  return {"params": params, **{k: v for k, v in model_state.items() if k != TERM_STATE_KEY}}
+# ---------------------------------------------------------------------------
+# Registry
+# ---------------------------------------------------------------------------
+
+REGISTRY: dict[str, Method] = {}
 
 
-def apply_model(model, params, model_state, images, *, train: bool):
-  """``model.apply`` with the mutable collections handled: returns (outputs, model_state)."""
-  variables = model_variables(params, model_state)
-  collections = [k for k in variables if k != "params"]
-  if train and collections:
-    outputs, new_state = model.apply(variables, images, train=True, mutable=collections)
-    return outputs, {**model_state, **new_state}
-  return model.apply(variables, images, train=train), model_state
+def register(method: Method) -> Method:
+  """Adds `method` under its name (at import of its file); returns it."""
+  old = REGISTRY.get(method.name)
+  if old is not None and old.loss is not method.loss:
+    # Re-importing the same file (e.g. a reloaded config) re-registers; two files may not.
+    if getattr(old.loss, "__module__", None) != getattr(method.loss, "__module__", None):
+      raise ValueError(f"two methods are named {method.name!r}: {old.loss.__module__} and "
+                       f"{method.loss.__module__}")
+  REGISTRY[method.name] = method
+  return method
 
 
-def make_loss_fn(terms: Mapping[str, tuple[Term, float, Any]], *, model, normalize, augmenters,
-                 num_classes: int, nan_at_step: int = -1):
-  """Builds ``loss_fn(params, model_state, batch, rng, step)``.
+def import_methods(modules) -> None:
+  """Imports the modules named in ``config.loss.imports`` (their methods register)."""
+  for name in modules or ():
+    try:
+      importlib.import_module(name)
+    except ImportError as e:
+      raise ValueError(f"loss.imports: cannot import {name!r} ({e})") from e
+
+
+def stream_key(root: jax.Array, name: str) -> jax.Array:
+  """The RNG stream `name` of `root`: ``fold_in(root, crc32(name))``."""
+  return jax.random.fold_in(root, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+# ---------------------------------------------------------------------------
+# Variables
+# ---------------------------------------------------------------------------
+
+
+def model_variables(model_params, model_state) -> dict:
+  """Flax variables of the model: its params and its collections (BatchNorm statistics)."""
+  return {"params": model_params, **model_state.get("model", {})}
+
+
+# ---------------------------------------------------------------------------
+# The context a loss sees
+# ---------------------------------------------------------------------------
+
+
+class _Shared:
+  """One step's values shared by every method's context (traced; mutable while tracing)."""
+
+  def __init__(self, *, model, extra_modules, params, state, batch, rng, normalize, num_classes,
+               num_steps):
+    self.model, self.extra_modules, self.params, self.batch = model, extra_modules, params, batch
+    self.model_state = state.model_state
+    self.ema_params, self.method_params = state.ema_params, state.method_params
+    self.step, self.rng, self.normalize = state.step, rng, normalize
+    self.num_classes, self.num_steps = num_classes, num_steps
+    self.images, self.targets, self.outputs = {}, {}, {}
+
+
+class Context:
+  """What a method's loss reads and runs. Built by the trainer for each active method."""
+
+  def __init__(self, shared: _Shared, method: Method, options, state, views):
+    self._shared, self._method = shared, method
+    self.options, self.state = options, state
+    self.step, self.batch = shared.step, shared.batch
+    self.num_classes, self.num_steps = shared.num_classes, shared.num_steps
+    self.outputs = {v: shared.outputs[v] for v in views}
+    self.images = {v: shared.images[v] for v in views}
+    self.targets = {v: shared.targets[v] for v in views if v in shared.targets}
+
+  def rng(self, name: str) -> jax.Array:
+    """This step's random key for stream `name` (private to the method)."""
+    return stream_key(self._shared.rng, f"{self._method.name}/{name}")
+
+  def _params(self, which):
+    """'online' (differentiated), 'ema', or a target name -> a params tree like state.params."""
+    s = self._shared
+    if not isinstance(which, str):
+      return which
+    if which == "online":
+      return s.params
+    if which == "ema":
+      return {"model": jax.lax.stop_gradient(s.ema_params)}
+    trees = s.method_params.get(self._method.name, {})
+    if which not in trees:
+      raise ValueError(f"{self._method.name}: no parameters named {which!r}; known: "
+                       f"'online', 'ema', {sorted(trees)}")
+    return jax.lax.stop_gradient(trees[which])
+
+  def forward(self, images, *, params="online", train: bool = True, rng: str = "forward"):
+    """The model on normalised `images` with `params` ('online', 'ema', a target name).
+
+    In train mode BatchNorm uses batch statistics; only online passes update the running
+    statistics. Non-online parameters get no gradient.
+    """
+    return _apply_model(self._shared, self._params(params)["model"], images, train=train,
+                        key=self.rng(f"dropout/{rng}"), online=params == "online")
+
+  def extra(self, name: str, x, *, params="online", train: bool = True):
+    """The method's own module `name` on `x`, with 'online' (trained) or a target's params."""
+    s, m = self._shared, self._method.name
+    tree = self._params(params)
+    if m not in tree or name not in tree[m]:
+      raise ValueError(f"{m}: parameters {params!r} have no extra module {name!r}")
+    module = s.extra_modules[m][name]
+    own_state = s.model_state.get(m, {}).get(name, {})
+    variables = {"params": tree[m][name], **own_state}
+    collections = list(own_state)
+    if not (train and collections):
+      return module.apply(variables, x, train=train)
+    out, new = module.apply(variables, x, train=True, mutable=collections)
+    if params == "online":
+      s.model_state = {**s.model_state, m: {**s.model_state.get(m, {}), name: dict(new)}}
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Active methods -> one loss function
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Active:
+  method: Method
+  weight: float
+  options: Any
+  views: Mapping[str, View]
+
+
+def make_loss_fn(active: Mapping[str, Active], *, model, normalize, augmenters, extra_modules,
+                 num_classes: int, num_steps: int, nan_at_step: int = -1):
+  """Builds ``loss_fn(params, state, batch, rng) -> (loss, (model_state, method_state, metrics))``.
 
   Args:
-    terms: name -> (Term, weight, options) for every active term.
-    model: the flax module.
+    active: name -> :class:`Active` for every method with a weight.
+    model: the flax module (called with ``train=`` and ``rngs={'dropout': ...}``).
     normalize: uint8 images -> float model inputs.
-    augmenters: augmentation name -> ``fn(key, images) -> images``.
-    num_classes: number of classes.
+    augmenters: augmentation name -> ``fn(key, images) -> images | (images, targets)``.
+    extra_modules: method name -> {extra name: flax module}.
+    num_classes, num_steps: passed on to the methods.
     nan_at_step: inject a NaN into the loss at this step (tests of the non-finite guard).
   """
-  term_views = {name: term.views_for(options) for name, (term, _, options) in terms.items()}
-  view_names = sorted({v for views in term_views.values() for v in views})
+  views = merged_views(active)
 
-  def loss_fn(params, model_state, batch, rng, step):
-    # 1. Views: one augmentation key per view, derived from the step key.
-    images = {}
-    for i, view in enumerate(view_names):
-      pool, aug = VIEWS[view]
-      images[view] = normalize(augmenters[aug](jax.random.fold_in(rng, i),
-                                               batch[f"{pool}_images"]))
-    # 2. One forward pass per image shape (normally exactly one).
-    outputs, by_shape = {}, {}
-    for view in view_names:
-      by_shape.setdefault(images[view].shape[1:], []).append(view)
-    for group in by_shape.values():
-      sizes = [images[v].shape[0] for v in group]
-      out, model_state = apply_model(model, params, model_state,
-                                     jnp.concatenate([images[v] for v in group]), train=True)
+  def loss_fn(params, state, batch, rng):
+    shared = _Shared(model=model, extra_modules=extra_modules, params=params, state=state,
+                     batch=batch, rng=rng, normalize=normalize, num_classes=num_classes,
+                     num_steps=num_steps)
+    # 1. Views: each drawn with the key of its name.
+    for name in sorted(views):
+      view = views[name]
+      out = augmenters[view.augment](stream_key(rng, f"view/{name}"), batch[f"{view.pool}_images"])
+      if isinstance(out, tuple):
+        out, shared.targets[name] = out
+      shared.images[name] = normalize(out)
+    # 2. One online forward pass per image shape (normally exactly one).
+    by_shape: dict[tuple, list[str]] = {}
+    for name in sorted(views):
+      by_shape.setdefault(shared.images[name].shape[1:], []).append(name)
+    for shape, group in by_shape.items():
+      sizes = [shared.images[v].shape[0] for v in group]
+      out = _apply_model(shared, params["model"], jnp.concatenate([shared.images[v] for v in group]),
+                         train=True, key=stream_key(rng, f"dropout/{shape}"), online=True)
       pieces = {k: jnp.split(val, _offsets(sizes)) for k, val in out.items()}
-      for j, view in enumerate(group):
-        outputs[view] = {k: pieces[k][j] for k in pieces}
-    # 3. Weighted sum of the terms.
+      for j, v in enumerate(group):
+        shared.outputs[v] = {k: pieces[k][j] for k in pieces}
+    # 3. Weighted sum of the methods.
     total, metrics = jnp.zeros((), jnp.float32), {}
-    states = dict(model_state.get(TERM_STATE_KEY, {}))
-    for name, (term, weight, options) in terms.items():
-      result = term.compute(TermInputs(
-          outputs={v: outputs[v] for v in term_views[name]}, batch=batch, options=options,
-          num_classes=num_classes, step=step, state=states.get(name)))
-      loss, term_metrics = result[:2]
+    method_state = dict(state.method_state)
+    for name, a in active.items():
+      result = a.method.loss(Context(shared, a.method, a.options, method_state.get(name), a.views))
+      loss, method_metrics = result[:2]
       if len(result) == 3:
-        states[name] = result[2]
-      total = total + weight * loss
+        method_state[name] = result[2]
+      total = total + a.weight * loss
       metrics[f"loss/{name}"] = loss
-      metrics.update({f"{name}/{k}": v for k, v in term_metrics.items()})
+      metrics.update({f"{name}/{k}": v for k, v in method_metrics.items()})
     if nan_at_step >= 0:
-      total = jnp.where(step == nan_at_step, jnp.nan, total)
+      total = jnp.where(state.step == nan_at_step, jnp.nan, total)
     metrics["loss"] = total
-    if states:
-      model_state = {**model_state, TERM_STATE_KEY: states}
-    return total, (model_state, metrics)
+    return total, (shared.model_state, method_state, metrics)
 
   return loss_fn
+
+
+def _apply_model(shared: _Shared, model_params, images, *, train: bool, key, online: bool):
+  """The model in train/eval mode; an online train pass updates the running statistics."""
+  variables = model_variables(model_params, shared.model_state)
+  collections = [k for k in variables if k != "params"]
+  if not (train and collections):
+    return shared.model.apply(variables, images, train=train, rngs={"dropout": key})
+  out, new = shared.model.apply(variables, images, train=True, mutable=collections,
+                                rngs={"dropout": key})
+  if online:
+    shared.model_state = {**shared.model_state,
+                          "model": {**shared.model_state.get("model", {}), **new}}
+  return out
+
+
+def merged_views(active: Mapping[str, Active]) -> dict[str, View]:
+  """All views of the active methods; a name declared twice must mean the same view."""
+  views: dict[str, View] = {}
+  for name, a in active.items():
+    for view_name, view in a.views.items():
+      if views.setdefault(view_name, view) != view:
+        raise ValueError(f"view {view_name!r} is declared as {views[view_name]} by one method "
+                         f"and as {view} by {name!r}")
+  return views
+
+
+def update_targets(active: Mapping[str, Active], method_params, params, step, num_steps: int):
+  """Every method's target trees after the update to ``step + 1`` (EMA of their source)."""
+  out = dict(method_params)
+  for name, a in active.items():
+    if a.method.targets is None:
+      continue
+    trees = dict(out[name])
+    for target_name, target in a.method.targets(a.options).items():
+      m = jnp.asarray(target.momentum(step, num_steps), jnp.float32)
+      trees[target_name] = jax.tree.map(lambda t, p: m * t + (1.0 - m) * p,
+                                        trees[target_name], target.source(params))
+    out[name] = trees
+  return out
 
 
 def _offsets(sizes):

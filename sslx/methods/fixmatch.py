@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sslx.losses.consistency import fixmatch_consistency
-from sslx.methods.base import Term, TermInputs
+from sslx.methods.base import Context, Method, View, register
 
 OPTIONS = ml_collections.ConfigDict(dict(
     threshold=0.95,  # tau: confidence needed for a pseudo-label to count
@@ -28,24 +28,25 @@ OPTIONS = ml_collections.ConfigDict(dict(
 _MAX_CLASSES_LOGGED = 20
 
 
-def init_state(options, num_classes, pool_sizes):
-  del options, pool_sizes
+def init_state(options, info):
+  del options
+  num_classes = info.num_classes
   # Running mean of softmax(weak logits) over unlabeled batches, for distribution alignment.
   return {"model_distribution": jnp.full((num_classes,), 1.0 / num_classes, jnp.float32)}
 
 
-def fixmatch_term(inputs: TermInputs):
-  opts = inputs.options
-  state = inputs.state
+def fixmatch_loss(ctx: Context):
+  opts = ctx.options
+  state = ctx.state
   loss, aux = fixmatch_consistency(
-      inputs.outputs["unlabeled_weak"]["logits"], inputs.outputs["unlabeled_strong"]["logits"],
+      ctx.outputs["unlabeled_weak"]["logits"], ctx.outputs["unlabeled_strong"]["logits"],
       threshold=opts.threshold, soft_targets=opts.soft_targets,
       sharpen_temperature=opts.sharpen_temperature,
       model_distribution=state["model_distribution"] if opts.distribution_alignment else None)
   m = opts.distribution_momentum
   state = {"model_distribution": m * state["model_distribution"] + (1 - m) * aux["mean_probs"]}
   metrics = {"mask_rate": aux["mask_rate"], "confidence": jnp.mean(aux["confidence"])}
-  truth = inputs.batch.get("unlabeled_labels")
+  truth = ctx.batch.get("unlabeled_labels")
   if truth is not None:  # known in benchmarks; -1 where unknown
     known = truth >= 0
     correct = (aux["pseudo_labels"] == truth) & known
@@ -53,15 +54,11 @@ def fixmatch_term(inputs: TermInputs):
     confident = known & (aux["mask"] > 0)
     metrics["confident_pseudo_label_accuracy"] = (
         jnp.sum(correct & confident) / jnp.maximum(jnp.sum(confident), 1))
-  if inputs.num_classes <= _MAX_CLASSES_LOGGED:
-    counts = jnp.sum(jnp.eye(inputs.num_classes)[aux["pseudo_labels"]] * aux["mask"][:, None], 0)
-    for c in range(inputs.num_classes):
+  if ctx.num_classes <= _MAX_CLASSES_LOGGED:
+    counts = jnp.sum(jnp.eye(ctx.num_classes)[aux["pseudo_labels"]] * aux["mask"][:, None], 0)
+    for c in range(ctx.num_classes):
       metrics[f"confident_per_class/{c}"] = counts[c]
   return loss, metrics, state
-
-
-TERM = Term(name="fixmatch", views=("unlabeled_weak", "unlabeled_strong"), compute=fixmatch_term,
-            init_state=init_state)
 
 
 def option_errors(options) -> list[str]:
@@ -77,3 +74,10 @@ def option_errors(options) -> list[str]:
   if not isinstance(m, (int, float)) or not 0 <= m < 1:
     errors.append(f"fixmatch.distribution_momentum must be in [0, 1), got {m!r}")
   return errors
+
+
+METHOD = register(Method(
+    name="fixmatch", loss=fixmatch_loss, options=OPTIONS, option_errors=option_errors,
+    views={"unlabeled_weak": View("unlabeled", "weak"),
+           "unlabeled_strong": View("unlabeled", "strong")},
+    init_state=init_state))

@@ -21,7 +21,7 @@ import ml_collections
 
 from sslx.losses.graph import (batch_label_propagation, knn_graph, lp_pseudo_labels, propagate,
                                weighted_pseudo_label_loss)
-from sslx.methods.base import Term, TermInputs
+from sslx.methods.base import Context, Method, View, register
 
 GRAPH_OPTIONS = ml_collections.ConfigDict(dict(
     k=10,  # neighbours per example in the batch graph
@@ -46,46 +46,46 @@ def _pseudo_label_accuracy(pseudo, truth):
   return jnp.sum((pseudo == truth) & known) / jnp.maximum(jnp.sum(known), 1)
 
 
-def graph_term(inputs: TermInputs):
-  opts = inputs.options
-  labeled = inputs.outputs["labeled_weak"]["features"]
-  unlabeled = inputs.outputs["unlabeled_weak"]["features"]
+def graph_loss(ctx: Context):
+  opts = ctx.options
+  labeled = ctx.outputs["labeled_weak"]["features"]
+  unlabeled = ctx.outputs["unlabeled_weak"]["features"]
   n_l, n_u = labeled.shape[0], unlabeled.shape[0]
-  labels = jnp.concatenate([inputs.batch["labeled_labels"], jnp.full((n_u,), -1, jnp.int32)])
+  labels = jnp.concatenate([ctx.batch["labeled_labels"], jnp.full((n_u,), -1, jnp.int32)])
   targets = batch_label_propagation(
-      jnp.concatenate([labeled, unlabeled]), labels, num_classes=inputs.num_classes,
+      jnp.concatenate([labeled, unlabeled]), labels, num_classes=ctx.num_classes,
       k=opts.k, alpha=opts.alpha, gamma=opts.gamma, num_iters=opts.num_iters)
   pseudo = targets.pseudo_labels[n_l:]
   omega = targets.certainty_weights[n_l:]
-  loss = weighted_pseudo_label_loss(inputs.outputs["unlabeled_strong"]["logits"], pseudo,
+  loss = weighted_pseudo_label_loss(ctx.outputs["unlabeled_strong"]["logits"], pseudo,
                                     omega, targets.class_weights)
   metrics = {"mean_certainty": jnp.mean(omega)}
-  if "unlabeled_labels" in inputs.batch:
+  if "unlabeled_labels" in ctx.batch:
     metrics["pseudo_label_accuracy"] = _pseudo_label_accuracy(pseudo,
-                                                              inputs.batch["unlabeled_labels"])
+                                                              ctx.batch["unlabeled_labels"])
   return loss, metrics
 
 
-def _deep_lp_init(options, num_classes, pool_sizes):
+def _deep_lp_init(options, info):
   del options
-  u = pool_sizes["unlabeled"]
+  u, num_classes = info.pool_sizes["unlabeled"], info.num_classes
   return {"pseudo_labels": jnp.full((u,), -1, jnp.int32),  # -1: no graph built yet
           "certainty_weights": jnp.zeros((u,), jnp.float32),
           "class_weights": jnp.ones((num_classes,), jnp.float32)}
 
 
-def deep_lp_term(inputs: TermInputs):
-  opts, state = inputs.options, inputs.state
-  idx = inputs.batch["unlabeled_indices"]
+def deep_lp_loss(ctx: Context):
+  opts, state = ctx.options, ctx.state
+  idx = ctx.batch["unlabeled_indices"]
   pseudo = state["pseudo_labels"][idx]
   omega = state["certainty_weights"][idx]
-  loss = weighted_pseudo_label_loss(inputs.outputs["unlabeled_weak"]["logits"], pseudo, omega,
+  loss = weighted_pseudo_label_loss(ctx.outputs["unlabeled_weak"]["logits"], pseudo, omega,
                                     state["class_weights"])
-  loss = jnp.where(inputs.step >= opts.start_step, loss, 0.0)
+  loss = jnp.where(ctx.step >= opts.start_step, loss, 0.0)
   metrics = {"mean_certainty": jnp.mean(omega)}
-  if "unlabeled_labels" in inputs.batch:
+  if "unlabeled_labels" in ctx.batch:
     metrics["pseudo_label_accuracy"] = _pseudo_label_accuracy(pseudo,
-                                                              inputs.batch["unlabeled_labels"])
+                                                              ctx.batch["unlabeled_labels"])
   return loss, metrics, state
 
 
@@ -117,12 +117,6 @@ def deep_lp_refresh(options, embed, arrays, state, num_classes):
           "class_weights": zeta}
 
 
-GRAPH_TERM = Term(name="graph", views=("labeled_weak", "unlabeled_weak", "unlabeled_strong"),
-                  compute=graph_term)
-DEEP_LP_TERM = Term(name="deep_lp", views=("unlabeled_weak",), compute=deep_lp_term,
-                    init_state=_deep_lp_init, refresh=deep_lp_refresh)
-
-
 def option_errors(options) -> list[str]:
   errors = []
   if not isinstance(options.k, int) or options.k < 1:
@@ -135,3 +129,13 @@ def option_errors(options) -> list[str]:
                                      or options.refresh_every < 1):
     errors.append(f"refresh_every must be an int >= 1, got {options.refresh_every!r}")
   return errors
+
+
+_WEAK = View("unlabeled", "weak")
+GRAPH = register(Method(
+    name="graph", loss=graph_loss, options=GRAPH_OPTIONS, option_errors=option_errors,
+    views={"labeled_weak": View("labeled", "weak"), "unlabeled_weak": _WEAK,
+           "unlabeled_strong": View("unlabeled", "strong")}))
+DEEP_LP = register(Method(
+    name="deep_lp", loss=deep_lp_loss, options=DEEP_LP_OPTIONS, option_errors=option_errors,
+    views={"unlabeled_weak": _WEAK}, init_state=_deep_lp_init, refresh=deep_lp_refresh))

@@ -16,7 +16,7 @@ Diagnostics: contrastive accuracy, alignment and uniformity (Wang & Isola 2020).
 import ml_collections
 
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
-from sslx.methods.base import Term, TermInputs
+from sslx.methods.base import Context, Method, View, register
 
 OPTIONS = ml_collections.ConfigDict(dict(
     temperature=0.5,  # 0.5 for CIFAR-scale batches, 0.1 for ImageNet (SimCLR App. B.9)
@@ -24,9 +24,12 @@ OPTIONS = ml_collections.ConfigDict(dict(
 ))
 
 _VIEW_PAIRS = {
-    "simclr": ("unlabeled_simclr_1", "unlabeled_simclr_2"),
-    "strong": ("unlabeled_strong", "unlabeled_strong_2"),
-    "weak_strong": ("unlabeled_weak", "unlabeled_strong"),
+    "simclr": {"unlabeled_simclr_1": View("unlabeled", "simclr"),
+               "unlabeled_simclr_2": View("unlabeled", "simclr")},
+    "strong": {"unlabeled_strong": View("unlabeled", "strong"),
+               "unlabeled_strong_2": View("unlabeled", "strong")},
+    "weak_strong": {"unlabeled_weak": View("unlabeled", "weak"),
+                    "unlabeled_strong": View("unlabeled", "strong")},
 }
 
 
@@ -34,16 +37,13 @@ def _views(options):
   return _VIEW_PAIRS[options.views]
 
 
-def nt_xent_term(inputs: TermInputs):
-  first, second = _views(inputs.options)
-  z1 = inputs.outputs[first]["projection"]
-  z2 = inputs.outputs[second]["projection"]
-  loss = nt_xent(z1, z2, temperature=inputs.options.temperature)
+def nt_xent_loss(ctx: Context):
+  first, second = _views(ctx.options)
+  z1 = ctx.outputs[first]["projection"]
+  z2 = ctx.outputs[second]["projection"]
+  loss = nt_xent(z1, z2, temperature=ctx.options.temperature)
   return loss, {"contrastive_accuracy": contrastive_accuracy(z1, z2),
                 "alignment": alignment(z1, z2), "uniformity": uniformity(z1)}
-
-
-TERM = Term(name="nt_xent", views=_views, compute=nt_xent_term, needs_projection=True)
 
 
 def option_errors(options) -> list[str]:
@@ -54,3 +54,7 @@ def option_errors(options) -> list[str]:
   if options.views not in _VIEW_PAIRS:
     errors.append(f"nt_xent.views={options.views!r} is unknown; choose one of {tuple(_VIEW_PAIRS)}")
   return errors
+
+
+METHOD = register(Method(name="nt_xent", loss=nt_xent_loss, options=OPTIONS, views=_views,
+                         option_errors=option_errors, needs_projection=True))

@@ -7,19 +7,16 @@ method is judged against, and the labeled half of FixMatch.
 import ml_collections
 
 from sslx.losses.classification import accuracy, cross_entropy
-from sslx.methods.base import Term, TermInputs
+from sslx.methods.base import Context, Method, View, register
 
 OPTIONS = ml_collections.ConfigDict(dict(label_smoothing=0.0))
 
 
-def supervised_term(inputs: TermInputs):
-  logits = inputs.outputs["labeled_weak"]["logits"]
-  labels = inputs.batch["labeled_labels"]
-  loss = cross_entropy(logits, labels, label_smoothing=inputs.options.label_smoothing)
+def supervised_loss(ctx: Context):
+  logits = ctx.outputs["labeled_weak"]["logits"]
+  labels = ctx.batch["labeled_labels"]
+  loss = cross_entropy(logits, labels, label_smoothing=ctx.options.label_smoothing)
   return loss, {"accuracy": accuracy(logits, labels)}
-
-
-TERM = Term(name="supervised", views=("labeled_weak",), compute=supervised_term)
 
 
 def option_errors(options) -> list[str]:
@@ -27,3 +24,8 @@ def option_errors(options) -> list[str]:
   if not isinstance(ls, (int, float)) or not 0 <= ls < 1:
     return [f"supervised.label_smoothing must be in [0, 1), got {ls!r}"]
   return []
+
+
+METHOD = register(Method(name="supervised", loss=supervised_loss, options=OPTIONS,
+                         views={"labeled_weak": View("labeled", "weak")},
+                         option_errors=option_errors))

@@ -25,7 +25,7 @@ class _CountingLinear:
       p["proj"] = jax.random.normal(k2, (self.dim, self.projection_dim))
     return p
 
-  def apply(self, variables, x, train=False, mutable=False):
+  def apply(self, variables, x, train=False, mutable=False, rngs=None):
     self.calls.append(x.shape[0])
     p = variables["params"]
     f = x.reshape(x.shape[0], -1)
@@ -51,20 +51,29 @@ _IDENTITY = {a: (lambda key, x: x) for a in ("none", "weak", "strong", "simclr")
 def _terms(spec, **options):
   out = {}
   for name, weight in spec.items():
-    opts = methods.term_option_configs()[name]
+    opts = methods.method_option_configs()[name]
     opts.update(options.get(name, {}))
-    out[name] = (methods.TERMS[name], weight, opts)
+    method = methods.REGISTRY[name]
+    out[name] = methods.Active(method, weight, opts, method.views_for(opts))
   return out
 
 
-def _loss(terms, model, params, batch, model_state=None, augmenters=_IDENTITY):
-  fn = methods.make_loss_fn(terms, model=model, normalize=lambda x: x,
-                            augmenters=augmenters, num_classes=3)
-  if model_state is None:
-    states = {n: t.init_state(o, 3, {}) for n, (t, _, o) in terms.items() if t.init_state}
-    model_state = {"terms": states} if states else {}
-  state = model_state
-  return fn(params, state, batch, jax.random.key(0), jnp.int32(0))
+_INFO = methods.ModelInfo(num_classes=3, image_shape=(2, 2, 1), feature_dim=4, projection_dim=0,
+                          pool_sizes={"labeled": 4, "unlabeled": 8}, num_steps=100)
+
+
+def _loss(terms, model, params, batch, method_state=None, augmenters=_IDENTITY):
+  """``(loss, (method_state, metrics))`` of the active `terms` at step 0."""
+  from sslx.step import TrainState
+  fn = methods.make_loss_fn(terms, model=model, normalize=lambda x: x, augmenters=augmenters,
+                            extra_modules={}, num_classes=3, num_steps=100)
+  if method_state is None:
+    method_state = {n: a.method.init_state(a.options, _INFO) for n, a in terms.items()
+                    if a.method.init_state}
+  state = TrainState(step=jnp.int32(0), params={"model": params}, model_state={}, opt_state=(),
+                     ema_params=params, method_params={}, method_state=method_state)
+  loss, (_, method_state, metrics) = fn({"model": params}, state, batch, jax.random.key(0))
+  return loss, (method_state, metrics)
 
 
 def test_all_views_share_one_forward_pass():
@@ -124,7 +133,7 @@ def test_distribution_alignment_state_tracks_mean_prediction():
   _, (state, _) = _loss(terms, model, params, batch)
   probs = jax.nn.softmax(model.apply({"params": params}, batch["unlabeled_images"])["logits"])
   expected = 0.5 * np.full(3, 1 / 3) + 0.5 * np.asarray(probs.mean(0))
-  np.testing.assert_allclose(state["terms"]["fixmatch"]["model_distribution"], expected,
+  np.testing.assert_allclose(state["fixmatch"]["model_distribution"], expected,
                              rtol=1e-5)
 
 
@@ -170,7 +179,7 @@ def test_deep_lp_term_looks_up_pool_pseudo_labels_and_waits_for_start():
                 "class_weights": jnp.array([1.0, 2.0, 0.5])}
   terms = _terms({"deep_lp": 1.0}, deep_lp={"start_step": 0})
   loss, (state, metrics) = _loss(terms, model, params, batch,
-                                 model_state={"terms": {"deep_lp": pool_state}})
+                                 method_state={"deep_lp": pool_state})
   idx = batch["unlabeled_indices"]
   logits = model.apply({"params": params}, batch["unlabeled_images"])["logits"]
   expected = weighted_pseudo_label_loss(logits, pool_state["pseudo_labels"][idx],
@@ -179,7 +188,7 @@ def test_deep_lp_term_looks_up_pool_pseudo_labels_and_waits_for_start():
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
   late = _terms({"deep_lp": 1.0}, deep_lp={"start_step": 10})
   assert float(_loss(late, model, params, batch,
-                     model_state={"terms": {"deep_lp": pool_state}})[0]) == 0.0
+                     method_state={"deep_lp": pool_state})[0]) == 0.0
 
 
 def test_deep_lp_refresh_labels_clusters_from_few_seeds():
@@ -200,10 +209,12 @@ def test_deep_lp_refresh_labels_clusters_from_few_seeds():
   refresh = train.make_refresh_fn(terms, model=Features(), normalize=lambda x: x,
                                   num_classes=3, mesh=train.make_mesh())
   assert refresh.due(0) and not refresh.due(1)
-  init = methods.TERMS["deep_lp"].init_state(terms["deep_lp"][2], 3, {"unlabeled": 60})
-  state = train.TrainState(step=jnp.int32(0), params={}, model_state={"terms": {"deep_lp": init}},
-                           opt_state=(), ema_params={})
-  new = refresh(state, arrays).model_state["terms"]["deep_lp"]
+  info = methods.ModelInfo(num_classes=3, image_shape=(2, 2, 1), feature_dim=4, projection_dim=0,
+                           pool_sizes={"labeled": 3, "unlabeled": 60}, num_steps=10)
+  init = methods.REGISTRY["deep_lp"].init_state(terms["deep_lp"].options, info)
+  state = train.TrainState(step=jnp.int32(0), params={"model": {}}, model_state={},
+                           opt_state=(), ema_params={}, method_state={"deep_lp": init})
+  new = refresh(state, arrays).method_state["deep_lp"]
   np.testing.assert_array_equal(new["pseudo_labels"], truth)
   assert float(new["certainty_weights"].min()) > 0.0
   np.testing.assert_allclose(new["class_weights"], np.ones(3) * 63 / 3 / np.array([21, 21, 21]),
