@@ -2,8 +2,8 @@
 
 Each method is one file that registers a :class:`~sslx.methods.base.Method` (see
 ``sslx/methods/base.py`` for what a method can declare, and README "Adding a method").
-The built-in files are imported here; a fork's own file is imported by naming its module
-in ``config.loss.imports``. Each method's options live in ``config.<method name>``.
+Every file in this package is imported here; a file elsewhere (a fork's, a paper's) is
+imported by naming its module in ``config.loss.imports``. Each method's options live in ``config.<method name>``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,18 @@ from sslx.methods.base import (MODEL_OUTPUTS, POOLS, REGISTRY, Active, Context, 
                                ModelInfo, Target, View, import_methods, make_loss_fn,
                                merged_views, model_variables, register, stream_key,
                                update_targets)
-# Built-in methods: importing a file registers its method(s).
-from sslx.methods import fixmatch, label_propagation, simclr, supervised  # noqa: F401,E402
+
+# Built-in methods: every module of this package registers its method(s) on import, so a
+# new method file needs no edit here.
+def _import_builtin_methods():
+  import importlib
+  import pkgutil
+  for module in pkgutil.iter_modules(__path__):
+    if module.name != "base":
+      importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_builtin_methods()
 
 BASE_AUGMENTATIONS = ("none", "weak", "strong", "simclr")
 
