@@ -152,7 +152,8 @@ def test_every_problem_is_listed_at_once(tmp_path):
 
 def test_batch_that_does_not_split_across_the_devices(tmp_path, monkeypatch):
   """A 4-device machine (the mesh is the only thing consulted before the check)."""
-  monkeypatch.setattr(train, "make_mesh",
+  from sslx import step
+  monkeypatch.setattr(step, "make_mesh",
                       lambda devices=None: types.SimpleNamespace(devices=np.empty(4)))
   config = _config(lambda d: d.update(batch_size=6, eval_batch_size=130))
   _expect_refusal(config, str(tmp_path / "w"),

@@ -47,17 +47,18 @@ def test_pacer_keeps_at_most_depth_calls_in_flight():
 def test_train_step_never_queues_more_than_two_steps():
   """Any loop over ``make_train_step``'s function is bounded, not just the trainer's."""
   mesh = train.make_mesh()
-  params = {"w": jnp.eye(192) * 0.5}
+  params = {"model": {"w": jnp.eye(192) * 0.5}}
 
-  def loss_fn(params, model_state, batch, rng, step):
-    y = jax.lax.fori_loop(0, 60, lambda i, y: jnp.tanh(y @ params["w"]), batch["x"])
+  def loss_fn(params, state, batch, rng):
+    w = params["model"]["w"]
+    y = jax.lax.fori_loop(0, 60, lambda i, y: jnp.tanh(y @ w), batch["x"])
     loss = jnp.mean(y ** 2)
-    return loss, (model_state, {"loss": loss})
+    return loss, (state.model_state, state.method_state, {"loss": loss})
 
   optimizer = optax.sgd(1e-6)
   state = train.TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state={},
                            opt_state=optimizer.init(params),
-                           ema_params=jax.tree.map(jnp.copy, params))
+                           ema_params=jax.tree.map(jnp.copy, params["model"]))
   state = jax.device_put(state, train.replicated(mesh))
   step = train.make_train_step(loss_fn=loss_fn, optimizer=optimizer, schedule=lambda s: 0.0,
                                mesh=mesh, seed=0, labeled_batch_size=0, unlabeled_batch_size=0,

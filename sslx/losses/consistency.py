@@ -218,3 +218,36 @@ def fixmatch_consistency(
       "mean_probs": mean_probs,
   }
   return loss, aux
+
+
+def softmax_mse(logits: jax.Array, target_probs: jax.Array, *,
+                mask: Optional[jax.Array] = None) -> jax.Array:
+  """Mean squared difference of class probabilities (Mean Teacher, the Pi-model).
+
+  .. math::
+    \\mathcal{L} = \\frac{1}{B} \\sum_i m_i \\frac{1}{K} \\sum_k
+    (\\mathrm{softmax}(z_i)_k - t_{ik})^2
+
+  as USB's ``consistency_loss(logits, targets, 'mse')`` (mean over classes, then over the
+  batch; Laine & Aila 2017 and Tarvainen & Valpola 2017 use the same squared error).
+  ``target_probs`` (the teacher's, or the other pass's, probabilities) get no gradient.
+
+  Args:
+    logits: ``[batch, num_classes]`` student logits.
+    target_probs: ``[batch, num_classes]`` target probabilities.
+    mask: optional ``[batch]`` weights (1 keeps an example), as USB's ``mask``.
+
+  Returns:
+    A scalar: the masked per-example errors averaged over the whole batch.
+  """
+  logits = _check_float("logits", logits)
+  _check_rank("logits", logits, 2, "[batch, num_classes]")
+  target_probs = _check_float("target_probs", target_probs)
+  _check_same_shape("logits", logits, "target_probs", target_probs)
+  err = jnp.mean((jax.nn.softmax(logits, -1) - jax.lax.stop_gradient(target_probs)) ** 2, -1)
+  if mask is not None:
+    mask = _check_float("mask", mask)
+    if mask.shape != err.shape:
+      raise ValueError(f"`mask` must have shape [batch] = {err.shape}, got {mask.shape}.")
+    err = err * mask
+  return jnp.mean(err)
