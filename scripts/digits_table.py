@@ -120,6 +120,12 @@ ROWS = {
                          trainer_row("fixmatch_simclr_digits", "test_accuracy_ema")),
     "deep_lp": ("Deep label propagation (Iscen et al.)",
                 trainer_row("lp_digits", "test_accuracy_ema")),
+    "mean_teacher": ("Mean Teacher (Tarvainen & Valpola)",
+                     trainer_row("mean_teacher_digits", "test_accuracy_ema")),
+    "byol_linear_probe": ("BYOL + linear probe on the labeled subset",
+                          trainer_row("byol_digits", "linear_probe_accuracy")),
+    "byol_knn": ("BYOL + weighted kNN on the labeled subset",
+                 trainer_row("byol_digits", "knn_accuracy", shares_runs_of="byol_linear_probe")),
 }
 
 
