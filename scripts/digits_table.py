@@ -126,6 +126,11 @@ ROWS = {
                           trainer_row("byol_digits", "linear_probe_accuracy")),
     "byol_knn": ("BYOL + weighted kNN on the labeled subset",
                  trainer_row("byol_digits", "knn_accuracy", shares_runs_of="byol_linear_probe")),
+    "rotation_linear_probe": ("Rotation prediction + linear probe on the labeled subset",
+                              trainer_row("rotation_digits", "linear_probe_accuracy")),
+    "rotation_knn": ("Rotation prediction + weighted kNN on the labeled subset",
+                     trainer_row("rotation_digits", "knn_accuracy",
+                                 shares_runs_of="rotation_linear_probe")),
 }
 
 
