@@ -366,8 +366,8 @@ def test_skip_nonfinite_updates_skips_and_counts(nan_runs):
   for key in ("params", "opt_state"):  # the NaN update changed nothing
     assert_bit_identical(skipped[key], before[key], f"the skipped update changed {key}",
                          min_leaves=2)
-  assert not np.array_equal(after["params"]["classifier"]["kernel"],
-                            skipped["params"]["classifier"]["kernel"])
+  assert not np.array_equal(after["params"]["model"]["classifier"]["kernel"],
+                            skipped["params"]["model"]["classifier"]["kernel"])
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(after))
 
 
