@@ -245,6 +245,11 @@ def config_errors(config) -> list[str]:
   errors.extend(optim.validate_optimizer_config(config.optimizer))
   errors.extend(augment_errors(config.augment))
   fe = config.feature_eval
+  need(_is_int(fe.knn_k) and fe.knn_k >= 1, f"feature_eval.knn_k must be an int >= 1, got {fe.knn_k!r}")
+  need(_is_number(fe.knn_temperature) and fe.knn_temperature > 0,
+       f"feature_eval.knn_temperature must be a finite number > 0, got {fe.knn_temperature!r}")
+  need(_is_number(fe.probe_l2) and fe.probe_l2 >= 0,
+       f"feature_eval.probe_l2 must be a finite number >= 0, got {fe.probe_l2!r}")
   if config.data.streaming and (fe.linear_probe or fe.knn or fe.pixel_baseline):
     errors.append("feature_eval needs the dataset in memory; it is not available with "
                   "data.streaming=True (evaluate a checkpoint on a subset instead)")

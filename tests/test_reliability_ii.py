@@ -30,15 +30,10 @@ import pytest
 
 from helpers import REPO, load_experiment
 from sslx import config as config_lib
-from sslx import seeds, train
+from sslx import methods, seeds, train
 from sslx import workdir as workdir_lib
 from test_bad_inputs import _config, _expect_refusal, _set, _snapshot
-from test_reliability import finish, log_text, main_command, start, subprocess_env
-
-
-def _run_cli(*args: str, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "sslx.main", *args], cwd=REPO, env=env,
-                        capture_output=True, text=True, timeout=timeout)
+from test_reliability import finish, log_text, subprocess_env
 
 
 def _error_line(proc: subprocess.CompletedProcess) -> str:
@@ -202,7 +197,8 @@ LABEL_CASES = {
         "y_train has 2 distinct labels in [0, 2] (1 of 0..2 absent, e.g. [1])"),
     "huge train label": (dict(y_train=_y(2**40)), -1, "cannot infer the number of classes",
                          "in [0, 1099511627776]"),
-    "negative train label": (dict(y_train=_y(-3)), -1, "y_train has negative labels, e.g. [-3]"),
+    "negative train label": (dict(y_train=_y(-3)), -1, "y_train has labels outside [0, 2)",
+                             "e.g. [-3]"),
     "explicit class count still checks test labels": (
         dict(y_test=_y(7, n=6)), 2, "y_test has labels outside [0, 2) (data.num_classes=2), "
         "e.g. [7]"),
@@ -346,6 +342,40 @@ def test_non_finite_loss_weight_is_refused(weight, term, tmp_path):
   assert not os.path.exists(workdir)
 
 
+def _float_fields(d, prefix=""):
+  for k, v in d.items():
+    if isinstance(v, dict):
+      yield from _float_fields(v, f"{prefix}{k}.")
+    elif isinstance(v, float):
+      yield f"{prefix}{k}"
+
+
+@pytest.mark.parametrize("name,arg", [("fixmatch_graph_digits", "smoke,nt_xent=0.5"),
+                                      ("lp_digits", "smoke"), ("simclr_digits", "smoke")])
+def test_every_float_field_refuses_nan_and_inf(name, arg):
+  """Every float a run reads (options of inactive terms are not read) is checked finite."""
+  import ml_collections
+  base = load_experiment(name, arg).to_dict()
+  base["fixmatch"]["soft_targets"] = True  # so fixmatch.sharpen_temperature is read
+  active = set(base["loss"]["terms"])
+  checked = 0
+  for field in _float_fields(base):
+    block = field.split(".")[0]
+    if block in methods.TERMS and block not in active:
+      continue
+    for bad in (math.nan, math.inf):
+      d = ml_collections.ConfigDict(base).to_dict()
+      *parents, last = field.split(".")
+      node = d
+      for p in parents:
+        node = node[p]
+      node[last] = bad
+      errors = config_lib.config_errors(ml_collections.ConfigDict(d))
+      assert any(field.split(".")[-1] in e for e in errors), (field, bad, errors)
+      checked += 1
+  assert checked >= 20
+
+
 # ---------------------------------------------------------------------------------------
 # Workdirs that cannot be used (a file, a read-only filesystem, a full disk)
 # ---------------------------------------------------------------------------------------
@@ -430,6 +460,21 @@ def npz_copy(npz_run, tmp_path):
   return str(tmp_path / "w"), str(tmp_path / "data.npz")
 
 
+def _point_at(workdir: str, path: str):
+  """The workdir copy's config and fingerprint name the npz at `path` (a copy of the
+  fixture's file); returns that config."""
+  config = _npz_config(path)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json(indent=2))
+  fp_path = os.path.join(workdir, workdir_lib.FINGERPRINT_FILENAME)
+  with open(fp_path) as f:
+    fp = json.load(f)
+  fp["source"] = f"npz:{path}"
+  with open(fp_path, "w") as f:
+    json.dump(fp, f)
+  return config
+
+
 def _edit_npz(path, **changes):
   arrays = dict(np.load(path))
   arrays.update(changes)
@@ -455,16 +500,7 @@ def test_resume_on_changed_data_is_refused(npz_copy, change, needle, tmp_path):
   else:
     _edit_npz(path, x_train=np.concatenate([arrays["x_train"], arrays["x_train"][:4]]),
               y_train=np.concatenate([arrays["y_train"], arrays["y_train"][:4]]))
-  # the workdir's config names the fixture's npz path: point it at this copy
-  config = _npz_config(path)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json(indent=2))
-  fp_path = os.path.join(workdir, workdir_lib.FINGERPRINT_FILENAME)
-  with open(fp_path) as f:
-    fp = json.load(f)
-  fp["source"] = f"npz:{path}"
-  with open(fp_path, "w") as f:
-    json.dump(fp, f)
+  config = _point_at(workdir, path)
   split_before = open(os.path.join(workdir, "labeled_indices.json")).read()
   _expect_refusal(config, workdir, "holds a run started on different data", needle,
                   "--overwrite")
@@ -473,13 +509,7 @@ def test_resume_on_changed_data_is_refused(npz_copy, change, needle, tmp_path):
 
 def test_rerun_of_a_finished_run_rewrites_nothing(npz_copy):
   workdir, path = npz_copy
-  config = _npz_config(path)
-  with open(os.path.join(workdir, "config.json"), "w") as f:  # point it at the copy
-    f.write(config.to_json(indent=2))
-  fp_path = os.path.join(workdir, workdir_lib.FINGERPRINT_FILENAME)
-  fp = json.load(open(fp_path))
-  fp["source"] = f"npz:{path}"
-  json.dump(fp, open(fp_path, "w"))
+  config = _point_at(workdir, path)
   before = _snapshot(workdir)
   results = train.train_and_evaluate(config, workdir)
   assert _snapshot(workdir) == before
