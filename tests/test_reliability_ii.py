@@ -351,7 +351,8 @@ def _float_fields(d, prefix=""):
 
 
 @pytest.mark.parametrize("name,arg", [("fixmatch_graph_digits", "smoke,nt_xent=0.5"),
-                                      ("lp_digits", "smoke"), ("simclr_digits", "smoke")])
+                                      ("lp_digits", "smoke"), ("simclr_digits", "smoke"),
+                                      ("mean_teacher_digits", "smoke")])
 def test_every_float_field_refuses_nan_and_inf(name, arg):
   """Every float a run reads (options of inactive terms are not read) is checked finite."""
   import ml_collections
@@ -361,7 +362,7 @@ def test_every_float_field_refuses_nan_and_inf(name, arg):
   checked = 0
   for field in _float_fields(base):
     block = field.split(".")[0]
-    if block in methods.TERMS and block not in active:
+    if block in methods.REGISTRY and block not in active:
       continue
     for bad in (math.nan, math.inf):
       d = ml_collections.ConfigDict(base).to_dict()
