@@ -28,7 +28,7 @@ import jax
 import numpy as np
 import pytest
 
-from helpers import REPO, load_experiment
+from helpers import REPO, experiment_names, load_experiment
 from sslx import config as config_lib
 from sslx import methods, seeds, train
 from sslx import workdir as workdir_lib
@@ -323,6 +323,12 @@ def test_experiment_args_are_checked(case):
   assert ARG_CASES[case] in str(info.value)
 
 
+@pytest.mark.parametrize("name", experiment_names())
+def test_every_experiment_file_refuses_an_unknown_arg(name):
+  with pytest.raises(ValueError, match=rf"{name}\.py: unknown arg\(s\) \['smok'\]"):
+    load_experiment(name, "smok")
+
+
 def test_known_args_still_work():
   c = load_experiment("fixmatch_graph_digits", "smoke,labels_per_class=3,nt_xent=0.5")
   assert c.data.num_labels == 30 and c.loss.terms.nt_xent == 0.5 and c.num_steps == 6
@@ -352,7 +358,8 @@ def _float_fields(d, prefix=""):
 
 @pytest.mark.parametrize("name,arg", [("fixmatch_graph_digits", "smoke,nt_xent=0.5"),
                                       ("lp_digits", "smoke"), ("simclr_digits", "smoke"),
-                                      ("mean_teacher_digits", "smoke")])
+                                      ("mean_teacher_digits", "smoke"),
+                                      ("byol_digits", "smoke")])
 def test_every_float_field_refuses_nan_and_inf(name, arg):
   """Every float a run reads (options of inactive terms are not read) is checked finite."""
   import ml_collections
