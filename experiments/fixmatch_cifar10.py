@@ -38,7 +38,7 @@ day or more. Results in <workdir>/results.json (``test_accuracy_ema`` is the num
 compare); curves: ``python scripts/plot_run.py <workdir>``.
 """
 
-from sslx.config import base_config, parse_config_arg, positive_int_arg
+from sslx.config import base_config, number_arg, parse_config_arg, positive_int_arg
 
 _ARGS = ("labels", "split_seed", "smoke")
 PAPER_ERROR_RATES = {40: (13.81, 3.37), 250: (5.07, 0.65), 4000: (4.26, 0.05)}
@@ -53,7 +53,7 @@ def get_config(arg=None):
   c.method = "fixmatch"
   c.data.name = "cifar10"
   c.data.num_labels = labels
-  c.data.split_seed = args.get("split_seed", 0)
+  c.data.split_seed = number_arg(args, "split_seed", 0, source="fixmatch_cifar10.py", low=0, integer=True)
   c.data.unlabeled_pool = "all"
   c.model = dict(name="wrn28_2")
   c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0}  # lambda_u = 1

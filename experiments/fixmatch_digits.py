@@ -11,22 +11,29 @@ The recipe follows FixMatch (labeled + weak + strong in one forward pass, thresh
 scaled to 8x8 images: no flips, 1-pixel shifts, a small CNN.
 """
 
-from sslx.config import base_config, parse_config_arg
+from sslx.config import base_config, number_arg, parse_config_arg, positive_int_arg
+
+_SOURCE = "fixmatch_digits.py"
+_ARGS = ("labels_per_class", "smoke", "threshold", "da", "graph")
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
+  args = parse_config_arg(arg, _ARGS, _SOURCE)
+  labels_per_class = positive_int_arg(args, "labels_per_class", 2, source=_SOURCE)
+  threshold = number_arg(args, "threshold", 0.95, source=_SOURCE, low=0, high=1)
+  da = number_arg(args, "da", 0, source=_SOURCE, low=0, high=1, integer=True)
+  graph = number_arg(args, "graph", 0, source=_SOURCE, low=0)
   c = base_config()
   c.method = "fixmatch"
   c.data.name = "digits"
-  c.data.num_labels = 10 * args.get("labels_per_class", 2)
+  c.data.num_labels = 10 * labels_per_class
   c.data.unlabeled_pool = "all"
   c.model = dict(name="cnn")
   c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0}
-  if args.get("graph", 0):
-    c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0, "graph": float(args["graph"])}
-  c.fixmatch.threshold = float(args.get("threshold", 0.95))
-  c.fixmatch.distribution_alignment = bool(args.get("da", 0))
+  if graph:
+    c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0, "graph": float(graph)}
+  c.fixmatch.threshold = float(threshold)
+  c.fixmatch.distribution_alignment = bool(da)
   c.augment.flip = False
   c.augment.translate = 0.125
   c.augment.cutout = 0.25

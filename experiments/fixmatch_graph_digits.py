@@ -20,20 +20,23 @@ forward pass), all three method families in one step.
 
 import os
 
-from sslx.config import load_config_file, parse_config_arg
+from sslx.config import load_config_file, number_arg, parse_config_arg
 
 _FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_digits.py")
+_SOURCE = "fixmatch_graph_digits.py"
+_ARGS = ("labels_per_class", "smoke", "nt_xent")
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
-  extra = "da=1,threshold=0.9,graph=1"
-  c = load_config_file(_FIXMATCH, f"{arg},{extra}" if arg else extra)
+  args = parse_config_arg(arg, _ARGS, _SOURCE)
+  nt_xent = number_arg(args, "nt_xent", 0, source=_SOURCE, low=0)
+  passed = ",".join(f"{k}={v}" for k, v in args.items() if k != "nt_xent")
+  c = load_config_file(_FIXMATCH, f"{passed},da=1,threshold=0.9,graph=1".lstrip(","))
   c.method = "fixmatch+da+graph"
-  if args.get("nt_xent"):
+  if nt_xent:
     c.method += "+nt_xent"
     c.model = dict(c.model.to_dict(), projection_dim=64 if not args.get("smoke") else 16)
-    c.loss.terms = dict(c.loss.terms.to_dict(), nt_xent=float(args["nt_xent"]))
+    c.loss.terms = dict(c.loss.terms.to_dict(), nt_xent=float(nt_xent))
     c.nt_xent.views = "weak_strong"
     c.nt_xent.temperature = 0.5
   if not args.get("smoke"):

@@ -25,7 +25,7 @@ _FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_d
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "fixmatch_simclr_digits.py")
   c = load_config_file(_FIXMATCH, arg)
   c.method = "fixmatch+nt_xent"
   c.model = dict(c.model.to_dict(), projection_dim=64 if not args.get("smoke") else 16)

@@ -40,7 +40,7 @@ steps of 96 images and 180 graph rebuilds over 50,000 images (each an exact
 50,000-point kNN scan).
 """
 
-from sslx.config import base_config, parse_config_arg, positive_int_arg
+from sslx.config import base_config, number_arg, parse_config_arg, positive_int_arg
 
 _ARGS = ("labels", "split_seed", "smoke")
 PAPER_ERROR_RATES = {500: (32.40, 1.80), 1000: (22.02, 0.88), 2000: (15.66, 0.35),
@@ -57,7 +57,7 @@ def get_config(arg=None):
   c.method = "deep_lp"
   c.data.name = "cifar10"
   c.data.num_labels = labels
-  c.data.split_seed = args.get("split_seed", 0)
+  c.data.split_seed = number_arg(args, "split_seed", 0, source="lp_cifar10.py", low=0, integer=True)
   c.data.unlabeled_pool = "all"  # the paper propagates over the whole training set
   c.model = dict(name="wrn28_2")
   c.loss.terms = {"supervised": 1.0, "deep_lp": 1.0}

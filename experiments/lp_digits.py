@@ -12,15 +12,16 @@ trained on the labeled examples.
 Args: ``labels_per_class=N`` (default 2), ``smoke``.
 """
 
-from sslx.config import base_config, parse_config_arg
+from sslx.config import base_config, parse_config_arg, positive_int_arg
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "lp_digits.py")
+  labels_per_class = positive_int_arg(args, "labels_per_class", 2, source="lp_digits.py")
   c = base_config()
   c.method = "deep_lp"
   c.data.name = "digits"
-  c.data.num_labels = 10 * args.get("labels_per_class", 2)
+  c.data.num_labels = 10 * labels_per_class
   c.model = dict(name="cnn")
   c.loss.terms = {"supervised": 1.0, "deep_lp": 1.0}
   c.deep_lp.k = 50

@@ -11,15 +11,16 @@ only, plus the same probe on raw pixels as the bar to beat.
 Args: ``labels_per_class=N`` (default 2), ``smoke``.
 """
 
-from sslx.config import base_config, parse_config_arg
+from sslx.config import base_config, parse_config_arg, positive_int_arg
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "simclr_digits.py")
+  labels_per_class = positive_int_arg(args, "labels_per_class", 2, source="simclr_digits.py")
   c = base_config()
   c.method = "simclr"
   c.data.name = "digits"
-  c.data.num_labels = 10 * args.get("labels_per_class", 2)
+  c.data.num_labels = 10 * labels_per_class
   c.model = dict(name="cnn", projection_dim=64, projection_layers=2,
                  stop_gradient_classifier=True)
   c.loss.terms = {"nt_xent": 1.0, "supervised": 1.0}

@@ -11,15 +11,18 @@ Args (after the colon, comma-separated): ``labels_per_class=N`` (default: all la
 ``smoke`` (a few steps of a tiny model, for tests).
 """
 
-from sslx.config import base_config, parse_config_arg
+from sslx.config import base_config, parse_config_arg, positive_int_arg
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg)
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "supervised_digits.py")
   c = base_config()
   c.method = "supervised"
   c.data.name = "digits"
-  labels_per_class = args.get("labels_per_class", -1)
+  labels_per_class = args.get("labels_per_class", -1)  # -1: every training image labeled
+  if labels_per_class != -1:
+    labels_per_class = positive_int_arg(args, "labels_per_class", -1, source="supervised_digits.py",
+                                        hint=" or -1 (all labeled)")
   c.data.num_labels = -1 if labels_per_class == -1 else 10 * labels_per_class
   c.model = dict(name="cnn")
   c.loss.terms = {"supervised": 1.0}

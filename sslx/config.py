@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import ml_collections
 
-from sslx import optim
+from sslx import optim, seeds
 
 # Free-form blocks: their keys are checked by whoever consumes them (the model
 # constructor for `model`, the method registry for `loss.terms`), not by the schema.
@@ -81,16 +81,36 @@ def load_config_file(path: str, arg: str | None = None) -> ml_collections.Config
 
   Lets one experiment build on another (``fixmatch_graph_digits.py`` starts from
   ``fixmatch_digits.py``) and scripts/tests load configs by path.
+
+  Raises:
+    ValueError: naming the file: it does not exist, cannot be imported, has no
+      ``get_config``, or ``get_config`` raised a ValueError or returned something other
+      than a ``ConfigDict``.
   """
   import importlib.util
   import os
+  if not os.path.isfile(path):
+    raise ValueError(f"config file {path!r} does not exist" +
+                     (" (it is a directory)" if os.path.isdir(path) else ""))
   name = "sslx_config_" + os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
-  if spec is None or not os.path.exists(path):
-    raise ValueError(f"config file {path!r} does not exist")
+  if spec is None or spec.loader is None:
+    raise ValueError(f"config file {path!r} is not a Python file (want a .py file with "
+                     "get_config(arg))")
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ValueError(f"config file {path!r} line {e.lineno}: {e.msg}") from e
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
+    raise ValueError(f"config file {path!r} has no get_config(arg) function")
+  config = get_config(arg)
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ValueError(f"config file {path!r}: get_config({arg!r}) returned a "
+                     f"{type(config).__name__}, not an ml_collections.ConfigDict (start from "
+                     "sslx.config.base_config())")
+  return config
 
 
 def parse_config_arg(arg: str | None, known: Iterable[str] | None = None,
@@ -107,6 +127,20 @@ def parse_config_arg(arg: str | None, known: Iterable[str] | None = None,
     if unknown:
       raise ValueError(f"{source}: unknown arg(s) {unknown}; known: {list(known)}")
   return out
+
+
+def number_arg(args: dict[str, Any], key: str, default, *, source: str, low: float = -math.inf,
+               high: float = math.inf, integer: bool = False):
+  """``args[key]`` (or ``default``), checked to be a finite number (an int if `integer`) in
+  ``[low, high]``; otherwise ``ValueError`` naming ``source`` and ``key``."""
+  value = args.get(key, default)
+  ok = _is_int(value) if integer else _is_number(value)
+  if not ok or not low <= value <= high:
+    kind = "an int" if integer else "a number"
+    bounds = ("" if low == -math.inf and high == math.inf else
+              f" in [{low:g}, {high:g}]" if high != math.inf else f" >= {low:g}")
+    raise ValueError(f"{source}: {key} must be {kind}{bounds}, got {value!r}")
+  return value
 
 
 def positive_int_arg(args: dict[str, Any], key: str, default: int, *, source: str,
@@ -128,9 +162,12 @@ def _parse_config_arg(arg: str | None) -> dict[str, Any]:
       continue
     if "=" in part:
       key, value = part.split("=", 1)
-      out[key.strip()] = _parse_scalar(value.strip())
+      key, value = key.strip(), _parse_scalar(value.strip())
     else:
-      out[part] = True
+      key, value = part, True
+    if key in out and out[key] != value:
+      raise ValueError(f"config arg {key!r} given twice ({out[key]!r} and {value!r})")
+    out[key] = value
   return out
 
 
@@ -180,7 +217,7 @@ def config_errors(config) -> list[str]:
     if not cond:
       errors.append(msg)
 
-  need(_is_int(config.seed), f"seed must be an int, got {config.seed!r}")
+  errors.extend(seeds.seed_errors(config.seed))
   need(_is_int(config.num_steps) and config.num_steps > 0,
        f"num_steps must be an int > 0, got {config.num_steps!r}")
   need(_is_int(config.batch_size) and config.batch_size > 0,
@@ -208,6 +245,11 @@ def config_errors(config) -> list[str]:
   errors.extend(optim.validate_optimizer_config(config.optimizer))
   errors.extend(augment_errors(config.augment))
   fe = config.feature_eval
+  need(_is_int(fe.knn_k) and fe.knn_k >= 1, f"feature_eval.knn_k must be an int >= 1, got {fe.knn_k!r}")
+  need(_is_number(fe.knn_temperature) and fe.knn_temperature > 0,
+       f"feature_eval.knn_temperature must be a finite number > 0, got {fe.knn_temperature!r}")
+  need(_is_number(fe.probe_l2) and fe.probe_l2 >= 0,
+       f"feature_eval.probe_l2 must be a finite number >= 0, got {fe.probe_l2!r}")
   if config.data.streaming and (fe.linear_probe or fe.knn or fe.pixel_baseline):
     errors.append("feature_eval needs the dataset in memory; it is not available with "
                   "data.streaming=True (evaluate a checkpoint on a subset instead)")

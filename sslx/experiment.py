@@ -20,7 +20,7 @@ import ml_collections
 
 from sslx import config as config_lib
 from sslx import data as data_lib
-from sslx import methods, models, optim, step as step_lib
+from sslx import methods, models, optim, seeds, step as step_lib
 
 
 class DeviceResidentInput:
@@ -51,7 +51,7 @@ class StreamingInput:
     c = self._config
     batches = self._dataset.train_iterator(
         labeled_batch_size=c.batch_size, unlabeled_batch_size=c.batch_size * c.unlabeled_ratio,
-        seed=c.seed, start_step=start_step)
+        seed=seeds.numpy_seed(c.seed), start_step=start_step)
     for batch in batches:
       yield step_lib.global_batch(self._mesh, batch)
 
@@ -136,7 +136,7 @@ def setup(config: ml_collections.ConfigDict, *, devices=None, dataset=None) -> E
                             config.num_steps)
   extras = methods.extra_modules(active, info)
   state = step_lib.create_train_state(
-      model, optimizer, dataset.image_shape, jax.random.fold_in(jax.random.key(config.seed), 2),
+      model, optimizer, dataset.image_shape, jax.random.fold_in(seeds.seed_key(config.seed), 2),
       active=active, extras=extras, info=info)
   state = jax.device_put(state, step_lib.replicated(mesh))
   loss_fn = methods.make_loss_fn(

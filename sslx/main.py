@@ -8,14 +8,15 @@ and Open MPI; elsewhere also pass ``--coordinator_address=host0:port --num_proce
 --process_id=i`` (``scripts/launch_tpu_pod.sh`` starts a run on every TPU worker).
 
 Exit status: 0 done; 2 bad config/data/workdir or a non-finite loss (message on stderr);
-42 (``train.PREEMPTED_EXIT_CODE``) preempted by SIGTERM after writing a checkpoint: run
-the same command again to resume; 43 (``dispatch.STALLED_EXIT_CODE``) stopped by the
+42 (``train.PREEMPTED_EXIT_CODE``) preempted by SIGTERM or SIGINT (Ctrl-C) after writing a
+checkpoint: run the same command again to resume; 130 Ctrl-C before the first step; 43 (``dispatch.STALLED_EXIT_CODE``) stopped by the
 watchdog because a step, evaluation or checkpoint made no progress for
 ``config.stall_timeout_s``: the newest checkpoint is kept, run the same command again.
 """
 
 import logging as std_logging
 import os
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -79,17 +80,51 @@ def main(argv):
   try:
     results = train.train_and_evaluate(config, workdir, overwrite=_OVERWRITE.value)
   except train.Preempted as e:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: no traceback on the way out
     logging.warning("%s", e)
     sys.exit(train.PREEMPTED_EXIT_CODE)
   except (ValueError, train.NonFiniteError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt:  # Ctrl-C before the training loop (which checkpoints on it)
+    print("error: interrupted (SIGINT) before training started; nothing was trained, so "
+          "nothing needed saving", file=sys.stderr)
+    sys.exit(130)
   print(f"test accuracy {results['test_accuracy']:.4f} (EMA {results['test_accuracy_ema']:.4f})"
         f" after {results['steps']} steps on {results['num_devices']} device(s); "
         f"results in {os.path.join(workdir, 'results.json')}")
 
 
+def _config_file_arg(argv: list[str]) -> str | None:
+  """The value of ``--config=...`` / ``--config ...`` in `argv`, if given."""
+  for i, a in enumerate(argv[1:], 1):
+    if a == "--":
+      break
+    if a.startswith("--config="):
+      return a[len("--config="):]
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def check_config_file(argv: list[str]) -> None:
+  """Loads ``--config`` once before absl does, so that a missing file, a file without
+  ``get_config``, a ``get_config`` that refuses its arg or returns a dict each exit 2 with
+  one line (through absl they end in a traceback)."""
+  value = _config_file_arg(argv)
+  if not value:
+    return
+  from sslx import config as config_lib
+  path, _, arg = value.partition(":")
+  try:
+    config_lib.load_config_file(path, arg or None)
+  except ValueError as e:
+    print(f"error: --config={value}: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
 def run():
+  check_config_file(sys.argv)
   app.run(main)
 
 

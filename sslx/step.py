@@ -25,7 +25,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from sslx import data as data_lib
-from sslx import dispatch, methods
+from sslx import dispatch, methods, seeds
 
 # ---------------------------------------------------------------------------
 # 1. State
@@ -109,7 +109,7 @@ def make_train_step(*, loss_fn, optimizer, schedule, mesh, seed: int, labeled_ba
   ``train_step.num_traces`` counts how many times it was traced (1 per run: a retrace
   would mean a recompile).
   """
-  base = jax.random.key(seed)
+  base = seeds.seed_key(seed)  # every int64 seed its own key
   data_key = jax.random.fold_in(base, 0)  # fixed per run: epoch permutations derive from it
   step_root = jax.random.fold_in(base, 1)
   traces = [0]

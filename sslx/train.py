@@ -2,7 +2,7 @@
 
 Reads top to bottom:
 
-1. The workdir: config check, orbax checkpoints (checked before any array is read),
+1. The workdir (lock, config and data checks in ``sslx/workdir.py``), orbax checkpoints (checked before any array is read),
    ``metrics.jsonl`` and TensorBoard.
 2. ``train_and_evaluate(config, workdir)``: ``sslx.experiment.setup(config)`` builds the
    state, the jitted step (``sslx/step.py``), evaluation and input; the loop runs the
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
+import sys
 import time
 from typing import Any
 
@@ -26,6 +26,8 @@ import numpy as np
 
 from sslx import config as config_lib
 from sslx import dispatch, experiment
+from sslx import workdir as workdir_lib
+from sslx.workdir import _OWNED, _atomic_write_text, check_workdir, clear_workdir  # noqa: F401
 # The functional core lives in sslx/step.py and the assembly in sslx/experiment.py; these
 # names stay importable from here for scripts and tests.
 from sslx.experiment import build_model, make_normalize, setup  # noqa: F401
@@ -43,52 +45,15 @@ class NonFiniteError(FloatingPointError):
 class Preempted(Exception):
   """A SIGTERM arrived; a checkpoint was written at `step`."""
 
-  def __init__(self, step: int):
-    super().__init__(f"preempted (SIGTERM): checkpoint written at step {step}")
+  def __init__(self, step: int, signal_name: str = "SIGTERM"):
+    super().__init__(f"preempted ({signal_name}): checkpoint written at step {step}")
     self.step = step
+    self.signal_name = signal_name
 
 
 # ---------------------------------------------------------------------------
 # 1. The workdir
 # ---------------------------------------------------------------------------
-
-_OWNED = ("checkpoints", "config.json", "metrics.jsonl", "results.json", "labeled_indices.json")
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
-def check_workdir(workdir: str, config, *, overwrite: bool) -> None:
-  """Refuses a workdir holding a run of a different config (unless `overwrite`)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path) or overwrite:
-    return
-  with open(path) as f:
-    try:
-      old = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"workdir {workdir!r} has an unreadable config.json ({e}); "
-                       "pass --overwrite to start afresh") from e
-  diff = config_lib.differing_fields(old, json.loads(config.to_json()))
-  if diff:
-    raise ValueError(
-        f"workdir {workdir!r} holds a run with a different config; refusing to resume it. "
-        f"Differences:\n  " + "\n  ".join(diff) +
-        "\nUse another --workdir, or pass --overwrite to delete that run.")
-
-
-def clear_workdir(workdir: str) -> None:
-  for name in os.listdir(workdir) if os.path.isdir(workdir) else ():
-    path = os.path.join(workdir, name)
-    if name in _OWNED or name.startswith("events.out.tfevents"):
-      shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
 
 def _checkpoint_manager(workdir: str, keep: int):
   import orbax.checkpoint as ocp
@@ -230,7 +195,8 @@ def _format_eta(seconds: float) -> str:
 class _SigtermFlag:
   """Tells the loop, after each step, whether to checkpoint and stop for a preemption.
 
-  One process: a Python SIGTERM handler sets a flag. Several processes
+  One process: a Python handler for SIGTERM and SIGINT (Ctrl-C) sets a flag, so Ctrl-C
+  also checkpoints and exits 42; a second Ctrl-C only repeats that it is stopping. Several processes
   (``jax.distributed``): a host may get SIGTERM steps before another, and a host that
   stopped alone would leave the others waiting in a collective. JAX's preemption sync
   manager (started by ``jax.distributed.initialize``) catches SIGTERM on any host and all
@@ -243,19 +209,25 @@ class _SigtermFlag:
     self.raised = False
     self._manager = manager
     self._multihost = jax.process_count() > 1
-    self._previous = None
+    self._previous = {}
+    self.signal_name = "SIGTERM"
 
   def __enter__(self):
     if self._multihost:
       return self
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not in the main thread: no handler
-      self._previous = None
+    for signum in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[signum] = signal.signal(signum, self._handle)
+      except ValueError:  # not in the main thread: no handler
+        pass
     return self
 
   def _handle(self, signum, frame):
-    del signum, frame
+    del frame
+    if not self.raised:
+      self.signal_name = signal.Signals(signum).name
+    print(f"{signal.Signals(signum).name}: stopping after this step; a checkpoint of it is "
+          "written first (run the same command again to resume)", file=sys.stderr, flush=True)
     self.raised = True
 
   def reached(self, step: int) -> bool:
@@ -265,8 +237,8 @@ class _SigtermFlag:
     return self.raised
 
   def __exit__(self, exc_type, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, signal.SIG_DFL if previous is None else previous)
     if exc_type is not None:  # e.g. NonFiniteError: commit the good checkpoint still being
       self._manager.wait_until_finished()  # written (async) before the process exits
 
@@ -304,9 +276,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        overwrite: bool = False, devices=None) -> dict[str, Any]:
   """Trains `config` in `workdir` (resuming from its latest checkpoint) and evaluates.
 
-  Every check that can fail runs before anything is written to `workdir`.
+  Every check that can fail runs before anything is written to `workdir`; process 0
+  then holds the workdir's lock (``sslx.workdir.WorkdirLock``) until it returns or raises.
+  A workdir whose run already finished is not rerun: its ``results.json`` is returned.
   Returns the dict written to ``results.json``.
   """
+  with workdir_lib.WorkdirLock(workdir) as lock:  # acquired after validation, below
+    return _train_and_evaluate(config, workdir, overwrite=overwrite, devices=devices, lock=lock)
+
+
+def _train_and_evaluate(config, workdir: str, *, overwrite: bool, devices, lock) -> dict[str, Any]:
   t_start = time.time()
   # -- Assemble everything (validates config and data; writes nothing).
   exp = experiment.setup(config, devices=devices)
@@ -314,9 +293,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   pool_sizes, num_devices, streaming = exp.pool_sizes, exp.num_devices, exp.input.streaming
   train_step, evaluate, refresh = exp.train_step, exp.evaluate, exp.refresh
   check_workdir(workdir, config, overwrite=overwrite)
+  fingerprint = getattr(dataset, "fingerprint", None)
+  workdir_lib.check_fingerprint(workdir, fingerprint, overwrite=overwrite)
 
   # -- Workdir.
   is_chief = jax.process_index() == 0
+  if is_chief:  # one run per workdir; rechecked under the lock (another run may have written)
+    lock.acquire()
+    check_workdir(workdir, config, overwrite=overwrite)
+    workdir_lib.check_fingerprint(workdir, fingerprint, overwrite=overwrite)
+  # lock.wrote: the workdir changed (a refusal before then restores its mtime on release)
+  lock.wrote = overwrite or not os.path.isdir(os.path.join(workdir, "checkpoints"))
   if overwrite and is_chief:
     clear_workdir(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -326,10 +313,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   manager = _checkpoint_manager(workdir, config.keep_checkpoints)
   if manager.latest_step() is not None:
     state = restore_checked(manager, state, workdir)  # a clear ValueError, workdir untouched
+    finished = None if overwrite else workdir_lib.finished_results(workdir)
+    if finished is not None and int(to_host(state.step)) >= config.num_steps:
+      manager.close()  # a rerun of a finished run: report it, rewrite nothing
+      logging.info("%s holds this config's finished run; not rerunning it (pass --overwrite "
+                   "to start afresh). Its results.json:\n%s", workdir,
+                   json.dumps(finished, indent=2))
+      return finished
     logging.info("Resumed from checkpoint at step %d", int(to_host(state.step)))
+  lock.wrote = True
   if is_chief:  # only after a successful restore: a refused resume leaves the workdir as it was
     _atomic_write_text(os.path.join(workdir, "config.json"), config.to_json(indent=2))
     dataset.save_split(workdir)
+    workdir_lib.write_fingerprint(workdir, fingerprint)
   start_step = int(to_host(state.step))
   inputs = exp.input.iterate(start_step)
   arrays = exp.input.arrays  # for a refresh (device-resident data only)
@@ -421,7 +417,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       if preempted and step < config.num_steps:
         manager.wait_until_finished()
         writer.close()
-        raise Preempted(step)
+        raise Preempted(step, sigterm.signal_name)
     watchdog.running("finishing the checkpoint writes")
     manager.wait_until_finished()
     watchdog.running(f"the final evaluation at step {step}")

@@ -7,6 +7,7 @@ impossible label count, malformed npz) raises here, before any model is built.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import uuid
@@ -43,6 +44,8 @@ class SSLDataset:
       ``(image / 255 - mean) / std``).
     labeled_indices: int64 ``[L]`` indices of the labeled examples in the source train split.
     split_seed, unlabeled_pool: how the split was drawn (saved with it).
+    fingerprint: shapes, dtypes and hashes of the source arrays (:func:`fingerprint`);
+      the trainer stores it in the workdir and refuses to resume on other data.
   """
   name: str
   labeled_images: np.ndarray
@@ -58,6 +61,7 @@ class SSLDataset:
   labeled_indices: np.ndarray
   split_seed: int = 0
   unlabeled_pool: str = "all"
+  fingerprint: dict | None = None  # of the source data (:func:`fingerprint`), checked on resume
 
   def __post_init__(self):
     shape = tuple(self.image_shape)
@@ -149,6 +153,7 @@ def load_dataset(cfg) -> SSLDataset:
   if cfg.streaming:
     raise ValueError("data.streaming=True: use sslx.data.load_streaming_dataset(cfg).")
   raw = sources.load_source(cfg)
+  check_images(raw, f"data.name={cfg.name!r}")
   num_classes = raw.num_classes
   labeled = split_lib.balanced_labeled_indices(
       raw.train_labels, num_labels=cfg.num_labels, num_classes=num_classes,
@@ -189,7 +194,55 @@ def load_dataset(cfg) -> SSLDataset:
       labeled_indices=labeled,
       split_seed=cfg.split_seed,
       unlabeled_pool=cfg.unlabeled_pool,
+      fingerprint=fingerprint(raw),
   )
+
+
+MIN_IMAGE_SIZE = 2  # a 1x1 image has nothing to shift, crop or pool
+
+
+def check_images(raw: sources.RawData, field: str) -> None:
+  """Image shapes the models and augmentations take: ``[N, H, W, 1 or 3]``, ``H, W >= 2``,
+  and a non-empty test split; a ValueError naming `field` and the shape otherwise."""
+  for split in ("train", "test", "extra"):
+    images = getattr(raw, f"{split}_images")
+    if images is None:
+      continue
+    shape = tuple(images.shape)
+    if len(shape) != 4 or shape[-1] not in (1, 3):
+      raise ValueError(
+          f"{field}: {split} images have shape {list(shape)}; sslx needs [N, H, W, C] with "
+          "C = 1 (grayscale) or 3 (RGB): drop an alpha channel (x[..., :3]), or make "
+          "2-channel data 1 or 3 channels.")
+    if min(shape[1:3]) < MIN_IMAGE_SIZE:
+      raise ValueError(f"{field}: {split} images have shape {list(shape)}; images must be at "
+                       f"least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels.")
+  if len(raw.test_images) == 0:
+    raise ValueError(f"{field}: the test split is empty; a run needs test images to report an "
+                     "accuracy.")
+
+
+def fingerprint(raw: sources.RawData, *, sample_rows: int = 4096) -> dict:
+  """A cheap identity of the source data: shape and dtype of every array, a SHA-256 of
+  every label and of ``sample_rows`` evenly strided images per split (a few MB read
+  whatever the dataset's size), and an npz file's size. Hashes are cut to 16 hex digits.
+  """
+  def sha(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+  out = {"source": raw.name}
+  for split in ("train", "test", "extra"):
+    images, labels = getattr(raw, f"{split}_images"), getattr(raw, f"{split}_labels")
+    if images is None:
+      continue
+    rows = np.unique(np.linspace(0, len(images) - 1, min(len(images), sample_rows)).astype(int))
+    out[f"{split}_images"] = f"{images.dtype}{list(images.shape)}"
+    out[f"{split}_images_sample_sha256"] = sha(images[rows]) if len(images) else ""
+    out[f"{split}_labels_sha256"] = sha(np.asarray(labels, np.int64))
+  if raw.name.startswith(config_lib.NPZ_PREFIX):
+    path = raw.name[len(config_lib.NPZ_PREFIX):]
+    out["file_bytes"] = os.path.getsize(path)
+  return out
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, what: str) -> None:

@@ -126,7 +126,8 @@ def load_npz(path: str, *, num_classes: int = -1, with_unlabeled: bool = False) 
 
   Images are ``uint8`` ``[N, H, W, C]`` or ``[N, H, W]`` (a channel axis is added), all
   with the same ``H, W, C``; labels are integers ``[N]`` in ``[0, num_classes)``.
-  ``num_classes=-1`` takes ``max(label) + 1`` over train and test.
+  ``num_classes=-1`` takes ``max(y_train) + 1`` when the training labels cover every
+  class below it and the test labels lie within them, and refuses otherwise.
 
   Example::
 
@@ -140,6 +141,10 @@ def load_npz(path: str, *, num_classes: int = -1, with_unlabeled: bool = False) 
     archive = np.load(path, allow_pickle=False)
   except Exception as e:  # not a zip / corrupt
     raise ValueError(f"{field}: cannot read it as an .npz file ({e}).") from e
+  if not isinstance(archive, np.lib.npyio.NpzFile):  # a .npy (one array) under an .npz name
+    raise ValueError(f"{field}: this is a single .npy array ({getattr(archive, 'shape', '?')}), "
+                     "not an .npz archive; save the splits with np.savez(path, x_train=..., "
+                     "y_train=..., x_test=..., y_test=...).")
   with archive:
     missing = [k for k in NPZ_REQUIRED_KEYS if k not in archive.files]
     if missing:
@@ -150,11 +155,19 @@ def load_npz(path: str, *, num_classes: int = -1, with_unlabeled: bool = False) 
       raise ValueError(
           f"data.extra_unlabeled=True but {field} has no 'x_unlabeled' array "
           f"(keys: {sorted(archive.files)}).")
-    try:
-      arrays = {k: archive[k] for k in archive.files
-                if k in NPZ_REQUIRED_KEYS or (k == "x_unlabeled" and with_unlabeled)}
-    except ValueError as e:  # object arrays need pickle, which we refuse
-      raise ValueError(f"{field}: arrays must be numeric, not Python objects ({e}).") from e
+    arrays = {}
+    for k in archive.files:
+      if k in NPZ_REQUIRED_KEYS or (k == "x_unlabeled" and with_unlabeled):
+        try:
+          arrays[k] = archive[k]
+        except ValueError as e:
+          if "allow_pickle" in str(e):  # object arrays need pickle, which we refuse
+            raise ValueError(f"{field}: {k}: arrays must be numeric, not Python objects "
+                             f"({e}).") from e
+          raise ValueError(f"{field}: {k}: corrupt array ({e}).") from e
+        except Exception as e:  # bad CRC, truncated or corrupt member (zipfile, zlib, OSError)
+          raise ValueError(f"{field}: {k}: the file is corrupt or truncated "
+                           f"({type(e).__name__}: {e}).") from e
 
   images = {k: _npz_images(arrays[k], f"{field} {k}")
             for k in ("x_train", "x_test", "x_unlabeled") if k in arrays}
@@ -170,15 +183,17 @@ def load_npz(path: str, *, num_classes: int = -1, with_unlabeled: bool = False) 
         "must share one image shape.")
   if len(images["x_train"]) == 0:
     raise ValueError(f"{field}: x_train is empty.")
-  all_labels = np.concatenate([labels["y_train"], labels["y_test"]])
+  if len(images["x_test"]) == 0:
+    raise ValueError(f"{field}: x_test is empty; a run needs test images to report an accuracy.")
   if num_classes <= 0:
-    num_classes = int(all_labels.max()) + 1 if all_labels.size else 0
+    num_classes = _infer_num_classes(labels["y_train"], labels["y_test"], field)
   for k, y in labels.items():
-    bad = (y < 0) | (y >= num_classes)
+    bad = (y < 0) | (y >= num_classes)  # on the stored dtype: a cast could wrap
     if bad.any():
       raise ValueError(
           f"{field}: {k} has labels outside [0, {num_classes}) (data.num_classes="
           f"{num_classes}), e.g. {y[bad][:5].tolist()}.")
+  labels = {k: y.astype(np.int32) for k, y in labels.items()}
   extra = images.get("x_unlabeled")
   return RawData(
       name=f"npz:{path}", num_classes=num_classes,
@@ -205,7 +220,31 @@ def _npz_labels(y: np.ndarray, what: str) -> np.ndarray:
     raise ValueError(f"{what}: labels must be integers, got dtype {y.dtype}.")
   if y.ndim != 1:
     raise ValueError(f"{what}: labels must be [N], got shape {y.shape}.")
-  return y.astype(np.int32)
+  return y  # cast to int32 only after the range check
+
+
+def _infer_num_classes(y_train: np.ndarray, y_test: np.ndarray, field: str) -> int:
+  """``max(y_train) + 1`` when that is unambiguous: the training labels cover every class
+  ``0..K-1`` and the test labels lie within them. Otherwise a ValueError that says what
+  was seen and how to set the count (``data.num_classes``)."""
+  train_classes = np.unique(y_train)
+  train_classes = train_classes[train_classes >= 0]  # negatives: the range check names them
+  k = int(train_classes[-1]) + 1 if train_classes.size else 0
+  missing = k - train_classes.size
+  outside = y_test[y_test >= k]
+  if not missing and not outside.size:
+    return k
+  seen = (f"y_train has {train_classes.size} distinct labels in [{train_classes[0]}, "
+          f"{train_classes[-1]}]")
+  if missing:
+    absent = np.setdiff1d(np.arange(min(k, 1 << 20)), train_classes)[:5].tolist()
+    seen += f" ({missing} of 0..{k - 1} absent, e.g. {absent})"
+  if outside.size:
+    seen += (f"; y_test has {outside.size} label(s) outside them, e.g. "
+             f"{np.unique(outside)[:5].tolist()}")
+  raise ValueError(
+      f"{field}: cannot infer the number of classes: {seen}. Fix the labels, or set "
+      "--config.data.num_classes=K if the data really has K classes (labels 0..K-1).")
 
 
 # ----------------------------------------------------------------------------- tfds

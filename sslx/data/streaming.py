@@ -88,7 +88,7 @@ class StreamingDataset:
     Args:
       labeled_batch_size, unlabeled_batch_size: GLOBAL batch sizes (over all processes),
         each divisible by ``process_count``; 0 leaves that pool out.
-      seed: shuffling and cropping seed (``0 <= seed < 2**31``).
+      seed: shuffling and cropping seed (``0 <= seed < 2**64``, ``sslx.seeds.numpy_seed``).
       start_step: the step of the first batch (resume from a checkpointed step).
       process_index, process_count: default ``jax.process_index()/process_count()``.
 
@@ -102,8 +102,8 @@ class StreamingDataset:
     """
     import grain
     process_index, process_count = _process(process_index, process_count)
-    if not 0 <= seed < 2**31:
-      raise ValueError(f"seed must be in [0, 2**31), got {seed}.")
+    if not 0 <= seed < 2**64:
+      raise ValueError(f"seed must be in [0, 2**64), got {seed}.")
     if start_step < 0:
       raise ValueError(f"start_step must be >= 0, got {start_step}.")
     pools = []

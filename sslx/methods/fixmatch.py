@@ -66,8 +66,10 @@ def option_errors(options) -> list[str]:
   t = options.threshold
   if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 1:
     errors.append(f"fixmatch.threshold must be in [0, 1], got {t!r}")
-  if not isinstance(options.sharpen_temperature, (int, float)) or options.sharpen_temperature <= 0:
-    errors.append(f"fixmatch.sharpen_temperature must be > 0, got {options.sharpen_temperature!r}")
+  if (not isinstance(options.sharpen_temperature, (int, float))
+      or not 0 < options.sharpen_temperature < float("inf")):
+    errors.append(f"fixmatch.sharpen_temperature must be a finite number > 0, got "
+                  f"{options.sharpen_temperature!r}")
   if options.sharpen_temperature != 1.0 and not options.soft_targets:
     errors.append("fixmatch.sharpen_temperature only applies with fixmatch.soft_targets=True")
   m = options.distribution_momentum

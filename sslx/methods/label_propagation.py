@@ -123,6 +123,9 @@ def option_errors(options) -> list[str]:
     errors.append(f"k must be an int >= 1, got {options.k!r}")
   if not isinstance(options.alpha, (int, float)) or not 0 < options.alpha < 1:
     errors.append(f"alpha must be in (0, 1), got {options.alpha!r}")
+  if (not isinstance(options.gamma, (int, float)) or isinstance(options.gamma, bool)
+      or not 0 < options.gamma < float("inf")):
+    errors.append(f"gamma must be a finite number > 0, got {options.gamma!r}")
   if not isinstance(options.num_iters, int) or options.num_iters < 1:
     errors.append(f"num_iters must be an int >= 1, got {options.num_iters!r}")
   if "refresh_every" in options and (not isinstance(options.refresh_every, int)

@@ -49,8 +49,8 @@ def nt_xent_loss(ctx: Context):
 def option_errors(options) -> list[str]:
   errors = []
   t = options.temperature
-  if not isinstance(t, (int, float)) or isinstance(t, bool) or t <= 0:
-    errors.append(f"nt_xent.temperature must be > 0, got {t!r}")
+  if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 < t < float("inf"):
+    errors.append(f"nt_xent.temperature must be a finite number > 0, got {t!r}")
   if options.views not in _VIEW_PAIRS:
     errors.append(f"nt_xent.views={options.views!r} is unknown; choose one of {tuple(_VIEW_PAIRS)}")
   return errors
