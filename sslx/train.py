@@ -1,13 +1,11 @@
-"""The trainer: workdir, checkpoints, metrics and the loop around one assembled experiment.
+"""The trainer: the loop around one assembled experiment.
 
-Reads top to bottom:
-
-1. The workdir (lock, config and data checks in ``sslx/workdir.py``), orbax checkpoints (checked before any array is read),
-   ``metrics.jsonl`` and TensorBoard.
-2. ``train_and_evaluate(config, workdir)``: ``sslx.experiment.setup(config)`` builds the
-   state, the jitted step (``sslx/step.py``), evaluation and input; the loop runs the
-   steps with bounded dispatch and a stall watchdog (``sslx/dispatch.py``), logs, evaluates,
-   checkpoints, and handles preemption.
+``train_and_evaluate(config, workdir)``: ``sslx.experiment.setup(config)`` builds the
+state, the jitted step (``sslx/step.py``), evaluation and input and checks the config and
+data; the workdir is then locked and checked (``sslx/workdir.py``), the latest checkpoint
+restored (``sslx/checkpoints.py``), and the loop runs the steps with bounded dispatch and a
+stall watchdog (``sslx/dispatch.py``), logs (``sslx/metrics.py``), evaluates, checkpoints
+and handles preemption (SIGTERM, Ctrl-C).
 """
 from __future__ import annotations
 
@@ -19,12 +17,10 @@ import time
 from typing import Any
 
 from absl import logging
-import flax
 import jax
 import ml_collections
 import numpy as np
 
-from sslx import config as config_lib
 from sslx import dispatch, experiment
 from sslx import workdir as workdir_lib
 from sslx.workdir import _OWNED, _atomic_write_text, check_workdir, clear_workdir  # noqa: F401
@@ -34,6 +30,9 @@ from sslx.experiment import build_model, make_normalize, setup  # noqa: F401
 from sslx.step import (TrainState, batch_sharded, create_train_state, ema_update,  # noqa: F401
                        global_batch, make_eval_fn, make_mesh, make_refresh_fn, make_train_step,
                        replicated, to_host)
+from sslx.checkpoints import (_checkpoint_manager, checkpoint_mismatches,  # noqa: F401
+                              restore_checked, restore_checkpoint, save_checkpoint)
+from sslx.metrics import MetricWriter, _parse_row  # noqa: F401
 
 PREEMPTED_EXIT_CODE = 42  # what `python -m sslx.main` exits with after a SIGTERM checkpoint
 
@@ -51,140 +50,6 @@ class Preempted(Exception):
     self.signal_name = signal_name
 
 
-# ---------------------------------------------------------------------------
-# 1. The workdir
-# ---------------------------------------------------------------------------
-
-def _checkpoint_manager(workdir: str, keep: int):
-  import orbax.checkpoint as ocp
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-  return ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                               options=options, item_handlers=ocp.StandardCheckpointHandler())
-
-
-def save_checkpoint(manager, state: TrainState) -> None:
-  import orbax.checkpoint as ocp
-  step = int(to_host(state.step))
-  manager.save(step, args=ocp.args.StandardSave(flax.serialization.to_state_dict(state)))
-
-
-def restore_checkpoint(manager, state: TrainState, step: int | None = None) -> TrainState:
-  import orbax.checkpoint as ocp
-  step = manager.latest_step() if step is None else step
-  target = flax.serialization.to_state_dict(state)
-  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-  restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
-  return flax.serialization.from_state_dict(state, restored)
-
-
-def _leaf_specs(tree) -> dict[str, tuple[tuple[int, ...], str]]:
-  """``{'params.encoder.conv0.kernel': (shape, dtype name)}`` for arrays or orbax metadata."""
-  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path):
-          (tuple(x.shape) if hasattr(x, "shape") else np.shape(x),
-           np.dtype(x.dtype).name if hasattr(x, "dtype") else type(x).__name__)
-          for path, x in flat}
-
-
-def checkpoint_mismatches(checkpoint_tree, state_dict) -> list[str]:
-  """Where a checkpoint's tree (orbax metadata) and this run's state dict disagree."""
-  def show(spec):
-    return f"{spec[1]}{list(spec[0])}"
-  saved, wanted = _leaf_specs(checkpoint_tree), _leaf_specs(state_dict)
-  out = [f"{k}: in this run's state, missing from the checkpoint"
-         for k in sorted(set(wanted) - set(saved))]
-  out += [f"{k}: in the checkpoint, not in this run's state" for k in sorted(set(saved) - set(wanted))]
-  out += [f"{k}: checkpoint {show(saved[k])}, this run {show(wanted[k])}"
-          for k in sorted(set(saved) & set(wanted)) if saved[k] != wanted[k]]
-  return out
-
-
-def restore_checked(manager, state: TrainState, workdir: str) -> TrainState:
-  """Restores the latest checkpoint, or raises a ValueError that says what is wrong with it.
-
-  Checks the checkpoint's metadata against `state` (names, shapes, dtypes) before reading
-  any array, so a checkpoint of another model/optimizer is refused with the differing
-  fields named; unreadable metadata or array files (a corrupt or partly deleted step)
-  are refused too. Nothing is written either way.
-  """
-  step = manager.latest_step()
-  where = os.path.join(workdir, "checkpoints", str(step))
-  older = [s for s in manager.all_steps() if s != step]
-  fix = ("Use another --workdir, or pass --overwrite to delete this run" +
-         (f", or delete {where} to resume from step {max(older)}" if older else "") + ".")
-  try:
-    metadata = manager.item_metadata(step)
-    tree = getattr(metadata, "tree", metadata)
-    if not isinstance(tree, dict):
-      raise ValueError(f"no array metadata found (got {type(metadata).__name__})")
-  except Exception as e:  # orbax/tensorstore raise many kinds
-    raise ValueError(
-        f"workdir {workdir!r}: the checkpoint at step {step} is unreadable, corrupt or partly "
-        f"deleted ({type(e).__name__}: {e}). {fix}") from e
-  problems = checkpoint_mismatches(tree, flax.serialization.to_state_dict(state))
-  if problems:
-    shown = problems[:8] + ([f"... and {len(problems) - 8} more"] if len(problems) > 8 else [])
-    raise ValueError(
-        f"workdir {workdir!r}: the checkpoint at step {step} does not fit this config's state "
-        f"(written by another model, optimizer or method?):\n  " + "\n  ".join(shown) +
-        f"\n{fix}")
-  try:
-    restored = restore_checkpoint(manager, state, step)
-  except Exception as e:  # orbax/tensorstore raise many kinds
-    raise ValueError(
-        f"workdir {workdir!r}: the checkpoint at step {step} could not be read; its files are "
-        f"corrupt ({type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}). {fix}") from e
-  if int(to_host(restored.step)) != step:
-    raise ValueError(
-        f"workdir {workdir!r}: the checkpoint directory {where} holds the state of step "
-        f"{int(to_host(restored.step))}, not {step} (renamed by hand?). {fix}")
-  return restored
-
-
-def _parse_row(line: str) -> dict | None:
-  """One ``metrics.jsonl`` row, or None for a blank or cut-off line (a SIGKILL mid-write)."""
-  try:
-    row = json.loads(line)
-  except json.JSONDecodeError:
-    return None
-  return row if isinstance(row, dict) else None
-
-
-class MetricWriter:
-  """``metrics.jsonl`` (one JSON object per log step) and TensorBoard (no TensorFlow)."""
-
-  def __init__(self, workdir: str, *, resume_step: int, enabled: bool):
-    self.enabled = enabled
-    self.path = os.path.join(workdir, "metrics.jsonl")
-    self.resumed_row: dict = {}  # the last row kept from a previous run (counters resume)
-    if not enabled:
-      return
-    if os.path.exists(self.path):  # drop what a crashed run logged past its checkpoint
-      with open(self.path) as f:
-        rows = [_parse_row(l) for l in f]
-      rows = [r for r in rows if r is not None and r.get("step", 0) <= resume_step]
-      self.resumed_row = rows[-1] if rows else {}
-      _atomic_write_text(self.path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    from tensorboardX import SummaryWriter
-    self.tb = SummaryWriter(logdir=workdir)
-
-  def write(self, step: int, scalars: dict[str, float]) -> None:
-    if not self.enabled:
-      return
-    with open(self.path, "a") as f:
-      f.write(json.dumps({"step": step, **scalars}, sort_keys=True) + "\n")
-    for k, v in scalars.items():
-      self.tb.add_scalar(k, v, step)
-    self.tb.flush()
-
-  def close(self):
-    if self.enabled:
-      self.tb.close()
-
-
-# ---------------------------------------------------------------------------
-# 2. The loop
-# ---------------------------------------------------------------------------
 
 
 def _format_eta(seconds: float) -> str:

@@ -45,9 +45,7 @@ def test_run_writes_the_workdir(smoke_run):
 def test_rerun_resumes_instead_of_retraining(smoke_run):
   config, workdir, results = smoke_run
   again = train.train_and_evaluate(config, workdir)
-  assert again["resumed_from_step"] == config.num_steps
-  assert again["test_accuracy"] == results["test_accuracy"]
-  assert again["test_accuracy_ema"] == results["test_accuracy_ema"]
+  assert again == results  # a finished run is not rerun: its results.json is returned as is
   assert len(read_jsonl(os.path.join(workdir, "metrics.jsonl"))) == 2  # nothing re-logged
 
 
