@@ -5,9 +5,9 @@ Drop-in replacements for :class:`sklearn.semi_supervised.LabelSpreading` and
 ``fit(X, y)`` with ``-1`` for unlabeled samples, ``transduction_``,
 ``label_distributions_``, ``classes_``, ``n_iter_``, ``predict``,
 ``predict_proba`` and ``score``. The graph is always a sparse k-nearest-
-neighbour graph built by :func:`sslx.losses.graph.knn_graph`, so memory is
+neighbour graph built by :func:`sslx.graph.knn_graph`, so memory is
 ``O(N * n_neighbors)`` for both kernels, and the iterations are
-:func:`sslx.losses.graph.propagate`.
+:func:`sslx.graph.propagate`.
 
 Example (scikit-learn's classic example, with only the import changed)::
 
@@ -47,7 +47,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from sslx.losses import graph as _graph
+from sslx import graph as _graph
+from sslx.graph import propagation as _propagation
 
 __all__ = ["LabelSpreading", "LabelPropagation"]
 
@@ -153,7 +154,7 @@ class _BaseLabelPropagation(ClassifierMixin, BaseEstimator):
       idx = np.concatenate([np.arange(n, dtype=np.int32)[:, None],
                             np.asarray(idx)], axis=1)
       weights = np.concatenate([np.ones((n, 1), np.float32), weights], axis=1)
-    scores, n_iter = _graph._propagate_with_iters(  # pylint: disable=protected-access
+    scores, n_iter = _propagation._propagate_with_iters(  # pylint: disable=protected-access
         idx, weights, codes, num_classes=len(classes),
         alpha=self.alpha if self._variant == "spreading" else 0.5,
         num_iters=int(self.max_iter), tol=float(self.tol),
@@ -215,7 +216,7 @@ class LabelSpreading(_BaseLabelPropagation):
 
   Iterates :math:`F \leftarrow \alpha S F + (1 - \alpha) Y` with
   :math:`S = D^{-1/2} W D^{-1/2}` over the symmetrised kNN graph (see
-  :func:`sslx.losses.graph.propagate`), like scikit-learn's
+  :func:`sslx.graph.propagate`), like scikit-learn's
   ``LabelSpreading``, whose arguments it takes.
 
   Args:
@@ -235,7 +236,7 @@ class LabelSpreading(_BaseLabelPropagation):
       and normalisation, so results match scikit-learn's; ``True`` uses the
       symmetrised graph W + W^T of Zhou et al.
     knn_method: ``'exact'`` or ``'approx'`` neighbours
-      (:func:`sslx.losses.graph.knn_graph`).
+      (:func:`sslx.graph.knn_graph`).
     num_probes: approximate search: tree leaves searched per leaf.
     leaf_size: approximate search: points per leaf.
   """
@@ -265,7 +266,7 @@ class LabelPropagation(_BaseLabelPropagation):
 
   Iterates :math:`F \leftarrow D^{-1} W F` with the labeled rows clamped to
   their labels, over the symmetrised kNN graph (see
-  :func:`sslx.losses.graph.propagate`), like scikit-learn's
+  :func:`sslx.graph.propagate`), like scikit-learn's
   ``LabelPropagation``, whose arguments it takes.
 
   Args:
