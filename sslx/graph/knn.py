@@ -124,11 +124,18 @@ def _round_up(a: int, b: int) -> int:
     jax.jit,
     static_argnames=("k", "metric", "exclude_self", "block_size", "chunk_size",
                      "bin_size", "group"))
-def _exact_knn(queries, database, *, k, metric, exclude_self, block_size,
-               chunk_size, bin_size, group):
-  """Exact top-k (values, indices) of every query row; see the note above."""
+def _exact_knn(queries, database, num_valid=None, *, k, metric, exclude_self,
+               block_size, chunk_size, bin_size, group):
+  """Exact top-k (values, indices) of every query row; see the note above.
+
+  `num_valid` (optional, may be traced): only the first `num_valid` database
+  rows are searched, so callers can pad to a few fixed shapes (one compiled
+  program per shape bucket).
+  """
   num_q, dim = queries.shape
   num_db = database.shape[0]
+  if num_valid is None:
+    num_valid = num_db
   if metric == "cosine":
     queries = _normalize_rows(queries)
     database = _normalize_rows(database)
@@ -138,7 +145,7 @@ def _exact_knn(queries, database, *, k, metric, exclude_self, block_size,
   nb = -(-num_q // block_size)
   q_pad = nb * block_size
   db = jnp.pad(database, ((0, db_pad - num_db), (0, 0)))
-  bias = _column_bias(db, metric, jnp.arange(db_pad) < num_db)
+  bias = _column_bias(db, metric, jnp.arange(db_pad) < num_valid)
   qs = jnp.pad(queries, ((0, q_pad - num_q), (0, 0)))
   db_bins = _strided_bins(db, chunk_size, m)
 
@@ -160,7 +167,7 @@ def _exact_knn(queries, database, *, k, metric, exclude_self, block_size,
     best = _best_bins(bin_max, kk, group)                           # [B, kk]
     cand = _bin_members(best, chunk_size, m).reshape(block_size, kk * m)
     s = _bin_scores(q, db_bins[best], metric)
-    invalid = cand >= num_db
+    invalid = cand >= num_valid
     if exclude_self:
       invalid = invalid | (cand == rows[:, None])
     vals, pos = lax.top_k(jnp.where(invalid, -jnp.inf, s), k)
