@@ -40,9 +40,10 @@ The graph, as in scikit-learn:
 Shapes are padded to a few size buckets (powers of two and 1.5x powers of
 two, at least 16) so that refitting on a new number of samples (a
 cross-validation fold, a grid search) reuses the compiled programs instead of
-compiling new ones. Neighbours at equal distance are ranked by training index,
-and the query distances are computed per pair, so a row's ``predict_proba``
-does not depend on the other rows of its batch.
+compiling new ones. ``predict_proba`` runs the queries in blocks of a fixed
+32 rows (one program for every block), re-scores each query's kNN candidates
+per pair and ranks equal distances by training index, so a row's
+probabilities do not depend on the other rows of its batch.
 
 Differences from scikit-learn: the iterations run in float32 on the JAX
 default device (a GPU when there is one); ``predict_proba`` with the rbf kernel
@@ -213,27 +214,43 @@ def _knn_fit_graph(x, num_valid, num_others, *, k_slots, self_loop):
   return idx, w
 
 
+_QUERY_BLOCK = 32      # query rows per block: every block runs the same program
+_CANDIDATE_MARGIN = 16  # extra matmul candidates re-scored exactly per query
+
+
 @functools.partial(jax.jit, static_argnames=("k_slots", "kernel"))
 def _query_probabilities(q, x, num_valid, dist, n_neighbors, gamma, *,
                          k_slots, kernel):
-  """Unnormalised class scores [Q, C] of queries q from the training rows.
+  """Unnormalised class scores [Q, C] of queries q (Q a multiple of 32).
 
-  One query row at a time, by the same program on the same shapes: a row's
-  scores are bitwise the same whatever else is in the batch (a batched
-  matmul's summation order depends on the batch size).
+  Queries go through in blocks of a fixed 32 rows, the same program for every
+  block, so a row's result does not depend on the batch it came in. kNN:
+  the ``k_slots + 16`` best candidates by a matmul, re-scored exactly per
+  pair and ranked with equal distances broken by training index; rbf: exact
+  per-pair distances to every training row.
   """
-  valid = jnp.arange(x.shape[0]) < num_valid
+  n = x.shape[0]
+  valid = jnp.arange(n) < num_valid
+  half_sq_norms = jnp.where(valid, 0.5 * jnp.sum(x * x, axis=1), jnp.inf)
+  num_cand = min(k_slots + _CANDIDATE_MARGIN, n)
 
-  def one_row(qi):
-    d2 = jnp.where(valid, _squared_distances(qi[None, :], x)[0], jnp.inf)
+  def one_block(qb):
     if kernel == "knn":
-      # lax.top_k ranks equal values by index: ties go to the lower index.
-      _, idx = lax.top_k(-d2, k_slots)
+      _, cand = lax.top_k(qb @ x.T - half_sq_norms, num_cand)
+      cand = jnp.sort(cand, axis=1)          # by index, for the tie-break
+      diff = x[cand] - qb[:, None, :]
+      d2 = jnp.where(valid[cand], jnp.sum(diff * diff, axis=-1), jnp.inf)
+      # lax.top_k ranks equal values by position: here, by training index.
+      _, pos = lax.top_k(-d2, k_slots)
+      idx = jnp.take_along_axis(cand, pos, axis=1)
       w = (jnp.arange(k_slots) < n_neighbors).astype(jnp.float32)
-      return w @ dist[idx]
-    return jnp.exp(-gamma * (d2 - d2.min())) @ dist
+      return jnp.sum(w[None, :, None] * dist[idx], axis=1)
+    d2 = jnp.where(valid[None, :], _squared_distances(qb, x), jnp.inf)
+    w = jnp.exp(-gamma * (d2 - d2.min(axis=1, keepdims=True)))
+    return jnp.sum(w[:, :, None] * dist[None, :, :], axis=1)
 
-  return lax.map(one_row, q)
+  blocks = q.reshape(-1, _QUERY_BLOCK, q.shape[1])
+  return lax.map(one_block, blocks).reshape(q.shape[0], -1)
 
 
 class _BaseLabelPropagation(ClassifierMixin, BaseEstimator):
@@ -400,7 +417,7 @@ class _BaseLabelPropagation(ClassifierMixin, BaseEstimator):
           self.kernel(self.X_, x).T, self.label_distributions_), np.float64)
     else:
       q = x.shape[0]
-      q_pad = _bucket(q)
+      q_pad = -(-_bucket(q) // _QUERY_BLOCK) * _QUERY_BLOCK
       n_pad = self._x_pad.shape[0]
       k = int(self.n_neighbors)
       probs = _query_probabilities(
