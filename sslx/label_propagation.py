@@ -26,8 +26,11 @@ The graph, as in scikit-learn:
 * ``kernel='knn'``: each sample's ``n_neighbors`` nearest samples, the sample
   itself counted as its own first neighbour (so ``n_neighbors=1`` is valid and
   links nothing), unit weights, the directed graph (``symmetrize=True`` uses
-  W + W^T, Zhou et al.). This graph is sparse: :func:`sslx.graph.knn_graph`
-  finds it (``O(N * n_neighbors)`` memory, never N x N) and
+  W + W^T, Zhou et al.). Up to 512 samples it is built as a dense N x N
+  matrix (equal distances ranked by index; ``n_neighbors`` is then a runtime
+  value, so a grid search over it compiles nothing new). Above, or with
+  ``knn_method='approx'``, it is sparse: :func:`sslx.graph.knn_graph` finds it
+  (``O(N * n_neighbors)`` memory, never N x N) and
   :func:`sslx.graph.propagate` iterates on it. **This is the kernel to use for
   large N**: it fitted 100k points 2.2-2.9x (exact) or 12-19x
   (``knn_method='approx'``) faster than scikit-learn (BENCHMARKS.md).
@@ -38,7 +41,8 @@ The graph, as in scikit-learn:
   scikit-learn, ``O(N^2)`` memory.
 
 Shapes are padded to a few size buckets (powers of two and 1.5x powers of
-two, at least 16) so that refitting on a new number of samples (a
+two, at least 16; the sparse kNN graph to a multiple of 256 samples, and it
+compiles per ``n_neighbors``) so that refitting on a new number of samples (a
 cross-validation fold, a grid search) reuses the compiled programs instead of
 compiling new ones. ``predict_proba`` runs the queries in blocks of a fixed
 32 rows (one program for every block), re-scores each query's kNN candidates
@@ -46,7 +50,10 @@ per pair and ranks equal distances by training index, so a row's
 probabilities do not depend on the other rows of its batch.
 
 Differences from scikit-learn: the iterations run in float32 on the JAX
-default device (a GPU when there is one); ``predict_proba`` with the rbf kernel
+default device (a GPU when there is one); neighbours at equal distance are
+chosen by index, scikit-learn's by its tree's order (on data with duplicate
+points, such as iris, the kNN results differ slightly); ``predict_proba`` with
+the rbf kernel
 shifts each row's distances by its smallest one (same ratios; a query far from
 every training sample gets finite probabilities instead of 0/0).
 """
