@@ -207,3 +207,25 @@ def test_iris_seed_example_runs():
     (ours, theirs), n_unlabeled = module.transductive_accuracies(42)
   assert 120 <= n_unlabeled <= 150
   assert ours >= 0.8 and abs(ours - theirs) <= 0.05
+
+
+@pytest.mark.parametrize("symmetrize", [False, True])
+@pytest.mark.parametrize("cls_name", ["LabelSpreading", "LabelPropagation"])
+def test_dense_and_sparse_knn_graphs_agree(monkeypatch, cls_name, symmetrize):
+  # Up to 512 samples the kNN graph is a dense matrix, above it the sparse graph of
+  # sslx.graph: same graph (no tied distances here), same iterations and results.
+  rng = np.random.RandomState(0)
+  x = rng.normal(size=(200, 5)) + np.repeat(rng.normal(size=(4, 5)) * 3, 50, axis=0)
+  labels = np.where(np.arange(200) % 10 == 0, np.repeat(np.arange(4), 50), -1)
+  make = lambda: getattr(sx, cls_name)(kernel="knn", n_neighbors=6, symmetrize=symmetrize,
+                                       max_iter=200)
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    dense = make().fit(x, labels)
+    monkeypatch.setattr(sx, "_DENSE_KNN_MAX_SAMPLES", 0)
+    sparse = make().fit(x, labels)
+  assert dense.n_iter_ == sparse.n_iter_
+  np.testing.assert_allclose(dense.label_distributions_, sparse.label_distributions_,
+                             atol=1e-5)
+  np.testing.assert_allclose(dense.predict_proba(x[:40] + 0.1),
+                             sparse.predict_proba(x[:40] + 0.1), atol=1e-5)
