@@ -95,7 +95,7 @@ def _child(args) -> dict:
     out["warm_fit_s"] = time.perf_counter() - t
     out["warm_cpu_s"] = time.process_time() - c
   if args.method == "approx":
-    from sslx.losses.graph import knn_graph, knn_search
+    from sslx.graph import knn_graph, knn_search
     k = args.k - 1   # scikit-learn's n_neighbors counts the point itself
     idx, _ = knn_graph(x, k=k, metric="euclidean", method="approx",
                        num_probes=args.num_probes, leaf_size=args.leaf_size)

@@ -16,7 +16,7 @@
     which is what decides whether they fit on an accelerator.
 (width) The same step for WRN-28-2 and WRN-28-8 at labeled batch --width_batch.
 (lp) Label propagation over N points (d = 128 features, 10 classes, 10% labeled):
-    ``sslx.losses.graph.knn_graph`` (exact, k = 10) then ``propagate``
+    ``sslx.graph.knn_graph`` (exact, k = 10) then ``propagate``
     (label spreading, alpha = 0.99, 30 iterations), jitted, against scikit-learn's
     ``LabelSpreading(kernel='knn', n_neighbors=10, alpha=0.99, max_iter=30, tol=0)``
     on the same features (graph + iterations, the same algorithm), repeated
@@ -95,7 +95,7 @@ def lp_point(n: int, repeats: int, k: int = 10, iters: int = 30) -> dict:
   import jax
   import numpy as np
   from sklearn.semi_supervised import LabelSpreading
-  from sslx.losses import graph
+  from sslx import graph
 
   x, labels, truth = _lp_data(n)
 

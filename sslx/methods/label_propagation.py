@@ -2,7 +2,7 @@
 
 ``graph`` (every step, no state): the kNN graph over the batch's weak-view features
 (labeled + unlabeled), labels spread with conjugate gradient
-(:func:`sslx.losses.graph.batch_label_propagation`); the unlabeled images' pseudo-labels,
+(:func:`sslx.graph.batch_label_propagation`); the unlabeled images' pseudo-labels,
 weighted by certainty and class balance, are targets for their *strong* views. It
 composes with FixMatch: the graph supplies targets where the classifier is unsure.
 
@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sslx.losses.graph import (batch_label_propagation, knn_graph, lp_pseudo_labels, propagate,
-                               weighted_pseudo_label_loss)
+from sslx.graph import batch_label_propagation, knn_graph, lp_pseudo_labels, propagate
+from sslx.losses import weighted_pseudo_label_loss
 from sslx.methods.base import Context, Method, View, register
 
 GRAPH_OPTIONS = ml_collections.ConfigDict(dict(

@@ -169,7 +169,7 @@ def test_method_config_errors(experiment, mutate, needle):
 
 
 def test_deep_lp_term_looks_up_pool_pseudo_labels_and_waits_for_start():
-  from sslx.losses.graph import weighted_pseudo_label_loss
+  from sslx.losses import weighted_pseudo_label_loss
   model = _CountingLinear(4, 3)
   params = model.params(jax.random.key(6))
   batch = _batch(np.random.default_rng(6))

@@ -1,0 +1,505 @@
+"""k nearest neighbours: exact (blocked matmul) and approximate (balanced PCA tree).
+
+Pure JAX functions (jittable, no scikit-learn):
+
+* :func:`knn_graph` -- k nearest neighbours of every point (self excluded),
+  exact (blocked matmul, never N x N in memory) or approximate (a balanced
+  PCA-tree partition searched leaf by leaf).
+* :func:`knn_search` -- k nearest database points of new query points.
+
+Everything is computed in float32. Input checks that need values (NaN
+features) run only on concrete arrays, never under `jit`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Tuple
+
+import chex
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from sslx.graph import _checks
+
+_METRICS = ("cosine", "inner_product", "euclidean")
+_KNN_METHODS = ("exact", "approx")
+
+# ---------------------------------------------------------------------------
+# Exact k nearest neighbours.
+# ---------------------------------------------------------------------------
+#
+# Scores: cosine -> <q, x> on L2-normalised rows; inner_product -> <q, x>;
+# euclidean -> <q, x> - |x|^2 / 2, which ranks like -|q - x|^2 / 2. The
+# per-column term (and -inf for padding columns) is a bias added after the
+# matmul, so the matmul keeps the data's feature count.
+#
+# Selecting the top k of each [B, N] score row with lax.top_k costs about as
+# much as the matmul itself on CPU, so the search runs in two passes (the
+# point itself is not masked in pass 1; pass 2 drops it from the k + 1 best):
+#   1. matmul + max over bins of `bin_size` database points, one [block,
+#      chunk] tile at a time (the reduction is fused with the masking and the
+#      tile stays in cache): [B, N / bin_size] bin maxima. A bin is strided --
+#      points j, j + chunk/m, j + 2 chunk/m, ... of a chunk -- so the max runs
+#      over whole SIMD vectors;
+#   2. the k best bins per query -- found hierarchically: the k best groups of
+#      `group` bins, then the k best bins inside those -- and the exact scores
+#      of the k * bin_size points inside them, then a final top k.
+# This is exact: the k-th best bin maximum t is attained by k distinct points,
+# so the k-th best score is >= t, and every point scoring above t lies in a
+# bin whose maximum exceeds t, i.e. in one of the k selected bins (the same
+# argument selects the groups). Only exact ties can be resolved differently
+# from a full sort.
+
+
+def _normalize_rows(x: jax.Array) -> jax.Array:
+  norm = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True))
+  return x / jnp.maximum(norm, 1e-30)
+
+
+def _column_bias(x: jax.Array, metric: str, valid: jax.Array) -> jax.Array:
+  """Per-database-point score term: -|x|^2/2 (euclidean), -inf on padding."""
+  if metric == "euclidean":
+    bias = -0.5 * jnp.sum(x * x, axis=-1)
+  else:
+    bias = jnp.zeros(x.shape[:1], x.dtype)
+  return jnp.where(valid, bias, -jnp.inf)
+
+
+def _strided_bins(x: jax.Array, chunk: int, m: int) -> jax.Array:
+  """[n, d] -> [n / m, d, m]: bin b of chunk c holds points
+  c * chunk + b + i * chunk / m (i < m), feature-major for `_bin_scores`."""
+  n, dim = x.shape
+  per = chunk // m
+  x = x.reshape(n // chunk, m, per, dim)
+  return jnp.transpose(x, (0, 2, 3, 1)).reshape(n // m, dim, m)
+
+
+def _bin_members(bins: jax.Array, chunk: int, m: int) -> jax.Array:
+  """Point ids [..., m] of the strided bins `bins` (see `_strided_bins`)."""
+  per = chunk // m
+  start = (bins // per) * chunk + bins % per
+  return start[..., None] + per * jnp.arange(m)
+
+
+def _bin_max(s: jax.Array, m: int) -> jax.Array:
+  """[B, chunk] scores -> [B, chunk / m] maxima of the strided bins."""
+  b, c = s.shape
+  return s.reshape(b, m, c // m).max(axis=1)
+
+
+def _bin_scores(q: jax.Array, xg: jax.Array, metric: str) -> jax.Array:
+  """Exact similarities of q [B, d] to gathered bins xg [B, k, d, m] -> [B, k*m].
+
+  Bins are stored feature-major ([d, m]) so the reduction over features is a
+  vertical (SIMD-friendly) sum.
+  """
+  if metric == "euclidean":
+    diff = xg - q[:, None, :, None]
+    s = -jnp.sum(diff * diff, axis=2)
+  else:
+    s = jnp.sum(xg * q[:, None, :, None], axis=2)
+  return s.reshape(q.shape[0], -1)
+
+
+def _best_bins(bin_max: jax.Array, k: int, group: int) -> jax.Array:
+  """Indices [B, k] of the k largest bin maxima, via groups of `group` bins."""
+  b, nb = bin_max.shape
+  if group == 1:
+    return lax.top_k(bin_max, k)[1]
+  grouped = bin_max.reshape(b, nb // group, group)
+  _, best_groups = lax.top_k(grouped.max(axis=-1), k)           # [B, k]
+  inside = jnp.take_along_axis(grouped, best_groups[:, :, None], axis=1)
+  _, j = lax.top_k(inside.reshape(b, k * group), k)
+  return jnp.take_along_axis(best_groups, j // group, axis=1) * group + j % group
+
+
+def _round_up(a: int, b: int) -> int:
+  return -(-a // b) * b
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("k", "metric", "exclude_self", "block_size", "chunk_size",
+                     "bin_size", "group"))
+def _exact_knn(queries, database, num_valid=None, *, k, metric, exclude_self,
+               block_size, chunk_size, bin_size, group):
+  """Exact top-k (values, indices) of every query row; see the note above.
+
+  `num_valid` (optional, may be traced): only the first `num_valid` database
+  rows are searched, so callers can pad to a few fixed shapes (one compiled
+  program per shape bucket).
+  """
+  num_q, dim = queries.shape
+  num_db = database.shape[0]
+  if num_valid is None:
+    num_valid = num_db
+  if metric == "cosine":
+    queries = _normalize_rows(queries)
+    database = _normalize_rows(database)
+  m = bin_size
+  nc = -(-num_db // chunk_size)
+  db_pad = nc * chunk_size
+  nb = -(-num_q // block_size)
+  q_pad = nb * block_size
+  db = jnp.pad(database, ((0, db_pad - num_db), (0, 0)))
+  bias = _column_bias(db, metric, jnp.arange(db_pad) < num_valid)
+  qs = jnp.pad(queries, ((0, q_pad - num_q), (0, 0)))
+  db_bins = _strided_bins(db, chunk_size, m)
+
+  def query_block(b):
+    q = lax.dynamic_slice_in_dim(qs, b * block_size, block_size)
+    rows = b * block_size + jnp.arange(block_size)
+
+    def chunk(_, c):
+      x = lax.dynamic_slice_in_dim(db, c * chunk_size, chunk_size)
+      s = q @ x.T + lax.dynamic_slice_in_dim(bias, c * chunk_size,
+                                             chunk_size)[None, :]
+      return None, _bin_max(s, m)
+
+    _, bin_max = lax.scan(chunk, None, jnp.arange(nc))
+    bin_max = jnp.moveaxis(bin_max, 0, 1).reshape(block_size, db_pad // m)
+    # The point itself is not masked in pass 1 (no per-element compare): the
+    # k best others are among the k + 1 best points, in the k + 1 best bins.
+    kk = k + 1 if exclude_self else k
+    best = _best_bins(bin_max, kk, group)                           # [B, kk]
+    cand = _bin_members(best, chunk_size, m).reshape(block_size, kk * m)
+    s = _bin_scores(q, db_bins[best], metric)
+    invalid = cand >= num_valid
+    if exclude_self:
+      invalid = invalid | (cand == rows[:, None])
+    vals, pos = lax.top_k(jnp.where(invalid, -jnp.inf, s), k)
+    return vals, jnp.take_along_axis(cand, pos, axis=1)
+
+  vals, idx = lax.map(query_block, jnp.arange(nb))
+  return (vals.reshape(q_pad, k)[:num_q], idx.reshape(q_pad, k)[:num_q])
+
+
+def _selection_params(num_cols: int, k: int, bin_size: int = 16,
+                      group: int = 16):
+  """Bin and group sizes leaving at least 2k groups of candidates."""
+  while bin_size * group > 1 and num_cols // (bin_size * group) < 2 * k:
+    if group > 1:
+      group //= 2
+    else:
+      bin_size //= 2
+  return bin_size, group
+
+
+def _exact_knn_params(num_db: int, k: int):
+  """Chunk, bin and group sizes for `_exact_knn` (static, from the shapes)."""
+  chunk = min(2048, _round_up(num_db, 256))
+  if num_db <= chunk:
+    # One chunk: a plain top k of each score row (bins of 1) beats binning here
+    # (2-10x at N <= 2048, d = 16-128: the bin gather is [B, k, d, 16] floats).
+    return chunk, 1, 1
+  bin_size, group = _selection_params(_round_up(num_db, chunk), k)
+  return chunk, bin_size, group
+
+
+def _exact_knn_graph(x: jax.Array, *, k: int, metric: str,
+                     block_size: int = 512) -> Tuple[jax.Array, jax.Array]:
+  """Exact kNN graph of float32 rows `x` [N, d], self excluded, unchecked.
+
+  The one code path behind :func:`knn_graph` (``method='exact'``) and
+  :func:`sslx.graph.batch_label_propagation`. Returns ``(indices, scores)``.
+  """
+  n = x.shape[0]
+  chunk, bin_size, group = _exact_knn_params(n, k)
+  vals, idx = _exact_knn(x, x, k=k, metric=metric, exclude_self=True,
+                         block_size=min(block_size, _round_up(n, 8)),
+                         chunk_size=chunk, bin_size=bin_size, group=group)
+  return idx, vals
+
+
+# ---------------------------------------------------------------------------
+# Approximate k nearest neighbours: balanced PCA tree + leaf-to-leaf search.
+# ---------------------------------------------------------------------------
+#
+# The points are ordered by a balanced binary tree: at each of L levels every
+# segment of the current order is split at the median of its projection on
+# its principal direction (a few power iterations). The 2^L leaves are
+# contiguous tiles of equal size, compact in space. Every leaf then searches,
+# as one dense matmul, the `num_probes` leaves whose centroids are closest to
+# its own (its own included), with the same two-pass selection as the exact
+# search. Cost O(N * num_probes * leaf_size * d): the fraction of the data
+# searched is num_probes / num_leaves.
+
+
+@functools.partial(jax.jit, static_argnames=("levels", "tile", "power_iters"))
+def _pca_tree_order(x, seed, *, levels, tile, power_iters=3):
+  """Permutation [2^levels * tile] of point ids (>= N marks padding)."""
+  n, dim = x.shape
+  num_leaves = 2 ** levels
+  n_pad = num_leaves * tile
+  valid = jnp.arange(n_pad) < n
+  x_pad = jnp.pad(x, ((0, n_pad - n), (0, 0)))
+
+  def level(l, perm):
+    seg_size = n_pad // (2 ** l)
+    pos_seg = jnp.arange(n_pad) // seg_size
+    xs = x_pad[perm]                       # padding rows are zero
+    w = valid[perm]
+    count = jax.ops.segment_sum(w.astype(x.dtype), pos_seg, num_leaves,
+                                indices_are_sorted=True)
+    mean = jax.ops.segment_sum(xs, pos_seg, num_leaves,
+                               indices_are_sorted=True) / jnp.maximum(
+                                   count, 1.0)[:, None]
+
+    def project(v):   # (x_i - mean_s) . v_s, 0 on padding; no centred copy
+      p = (jnp.sum(xs * v[pos_seg], axis=1)
+           - jnp.sum(mean * v, axis=1)[pos_seg])
+      return jnp.where(w, p, 0.0)
+
+    # Start the power iteration from the difference of two points of the
+    # segment, picked by an integer hash of (seed, level, segment): a cheap
+    # data-dependent direction (jax.random would add seconds of compilation).
+    segs = jnp.arange(num_leaves, dtype=jnp.uint32)
+    h = (segs * jnp.uint32(2654435761) + seed
+         + jnp.uint32(l) * jnp.uint32(40503))
+    h = (h ^ (h >> 15)) * jnp.uint32(2246822519)
+    off = (h % jnp.uint32(seg_size)).astype(jnp.int32)
+    off2 = ((h >> 7) % jnp.uint32(seg_size)).astype(jnp.int32)
+    start = jnp.minimum(jnp.arange(num_leaves) * seg_size, n_pad - 1)
+    direction = (xs[jnp.minimum(start + off, n_pad - 1)]
+                 - xs[jnp.minimum(start + off2, n_pad - 1)])
+
+    def power(_, v):
+      p = project(v)
+      v = (jax.ops.segment_sum(xs * p[:, None], pos_seg, num_leaves,
+                               indices_are_sorted=True)
+           - mean * jax.ops.segment_sum(p, pos_seg, num_leaves,
+                                        indices_are_sorted=True)[:, None])
+      return v / jnp.maximum(jnp.linalg.norm(v, axis=1, keepdims=True), 1e-30)
+
+    direction = lax.fori_loop(0, power_iters, power, direction)
+    proj = project(direction)
+    proj = jnp.where(valid[perm], proj, jnp.inf)   # padding sorts last
+    _, _, perm = lax.sort((pos_seg, proj, perm), num_keys=2)
+    return perm
+
+  return lax.fori_loop(0, levels, level, jnp.arange(n_pad))
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=("k", "metric", "tile", "num_probes", "bin_size", "group"))
+def _leaf_knn(x, perm, *, k, metric, tile, num_probes, bin_size, group):
+  """kNN of every point among the points of its `num_probes` nearest leaves.
+
+  Per leaf, the [tile, num_probes * tile] score tile is kept, so the two-pass
+  selection reads the candidate scores back from it instead of re-scoring.
+  """
+  n, dim = x.shape
+  n_pad = perm.shape[0]
+  num_leaves = n_pad // tile
+  num_cand = num_probes * tile
+  m = bin_size
+  valid = perm < n
+  if metric == "cosine":
+    x = _normalize_rows(x)
+  xs = jnp.where(valid[:, None], jnp.pad(x, ((0, n_pad - n), (0, 0)))[perm],
+                 0.0)
+  leaves = xs.reshape(num_leaves, tile, dim)
+  leaf_bias = _column_bias(xs, metric, valid).reshape(num_leaves, tile)
+
+  counts = valid.reshape(num_leaves, tile).sum(axis=1)
+  centroids = leaves.sum(axis=1) / jnp.maximum(counts, 1)[:, None]
+  if metric == "cosine":
+    centroids = _normalize_rows(centroids)
+  c_bias = _column_bias(centroids, metric, counts > 0)
+  leaf_valid = valid.reshape(num_leaves, tile)
+  stride = max(1, tile // 64)
+  nearest = max(1, num_probes // 8)
+
+  def probe_list(a):
+    # Leaves nearest to A's centroid, except that the `nearest` leaves
+    # closest to any (sampled) point of A come first: a leaf that straddles
+    # two clusters then probes both, and its minority points are not left
+    # to link only among themselves.
+    own = centroids[a] @ centroids.T + c_bias
+    q = leaves[a][::stride]
+    _, top = lax.top_k(q @ centroids.T + c_bias[None, :], nearest)
+    # Priority of leaf B: best rank of B among the points' nearest leaves.
+    rank_prio = jnp.where(leaf_valid[a][::stride][:, None],
+                          (nearest - jnp.arange(nearest))[None, :], 0)
+    prio = jnp.zeros((num_leaves,), jnp.int32).at[top].max(rank_prio)
+    finite = jnp.isfinite(own)
+    lo = jnp.min(jnp.where(finite, own, jnp.inf))
+    hi = jnp.max(jnp.where(finite, own, -jnp.inf))
+    key = (own - lo) / jnp.maximum(hi - lo, 1e-30) + 2.0 * prio
+    return lax.top_k(key, num_probes)[1]
+
+  probes = lax.map(probe_list, jnp.arange(num_leaves))      # [leaves, P]
+
+  def leaf(t):
+    rows = t * tile + jnp.arange(tile)
+    cols = (probes[t][:, None] * tile + jnp.arange(tile)).reshape(num_cand)
+    s = (leaves[t] @ leaves[probes[t]].reshape(num_cand, dim).T
+         + leaf_bias[probes[t]].reshape(1, num_cand))
+    s = jnp.where(cols[None, :] == rows[:, None], -jnp.inf, s)
+    s = s.reshape(tile, num_cand // m, m)                     # contiguous bins
+    best = _best_bins(s.max(axis=-1), k, group)               # [tile, k]
+    cand_s = jnp.take_along_axis(s, best[:, :, None], axis=1).reshape(
+        tile, k * m)
+    cand_c = (best[:, :, None] * m + jnp.arange(m)).reshape(tile, k * m)
+    vals, pos = lax.top_k(cand_s, k)
+    found = cols[jnp.take_along_axis(cand_c, pos, axis=1)]
+    if metric == "euclidean":   # exact -|q - x|^2 of the k found (k d work)
+      diff = xs[found] - leaves[t][:, None, :]
+      vals, order = lax.top_k(-jnp.sum(diff * diff, axis=-1), k)
+      found = jnp.take_along_axis(found, order, axis=1)
+    return vals, found
+
+  vals, idx = lax.map(leaf, jnp.arange(num_leaves))
+  vals = vals.reshape(n_pad, k)
+  idx = perm[idx.reshape(n_pad, k)]
+  # Back to the original order (padding rows are dropped).
+  out_v = jnp.zeros((n, k), jnp.float32).at[perm].set(vals, mode="drop")
+  out_i = jnp.zeros((n, k), jnp.int32).at[perm].set(idx, mode="drop")
+  return out_v, out_i
+
+
+def _tree_shape(n: int, leaf_size: int, multiple: int):
+  levels = max(0, math.ceil(math.log2(max(n / leaf_size, 1.0))))
+  tile = _round_up(-(-n // (2 ** levels)), multiple)
+  return levels, tile
+
+
+# ---------------------------------------------------------------------------
+# Public kNN API.
+# ---------------------------------------------------------------------------
+
+
+def knn_graph(
+    features: chex.Array,
+    *,
+    k: int,
+    metric: str = "cosine",
+    block_size: int = 512,
+    method: str = "exact",
+    leaf_size: int = 256,
+    num_probes: int = 32,
+    seed: int = 0,
+) -> Tuple[jax.Array, jax.Array]:
+  r"""k nearest neighbours of every point, the point itself excluded.
+
+  Returns ``(indices, similarities)``, both ``[num_points, k]`` and sorted by
+  decreasing similarity, where the similarity of ``x`` and ``y`` is
+
+  * ``'cosine'``: :math:`\langle x, y\rangle / (\|x\| \|y\|)`;
+  * ``'inner_product'``: :math:`\langle x, y\rangle`;
+  * ``'euclidean'``: :math:`-\|x - y\|^2` (the negative squared distance).
+
+  ``method='exact'`` scans all points block by block: a ``[block_size, d] x
+  [d, chunk]`` matmul whose output is reduced to per-bin maxima in the same
+  fused loop, then an exact re-scoring of the few candidate bins (see the
+  module source for why this is exact; up to 2048 points a bin is one point,
+  i.e. a plain top k of each score row). Memory is ``O(N (k + d) +
+  block_size * N / 16)`` (``block_size * N`` up to 2048 points), never
+  ``N x N``; time is the ``2 N^2 d`` flops of the matmul.
+
+  ``method='approx'`` orders the points by a balanced PCA tree (every segment
+  split at the median of its projection on its principal direction) with
+  ``2^L`` leaves of about ``leaf_size`` points, and searches, for every leaf,
+  the points of ``num_probes`` leaves, as one dense matmul per leaf. The
+  probed leaves are those nearest to the leaf's centroid, except that the
+  ``num_probes // 8`` leaves nearest to each of its (sampled) points come
+  first, so a leaf straddling two clusters probes both. It reads
+  ``num_probes / num_leaves`` of the data per point: time
+  ``O(N * num_probes * leaf_size * d)``, memory ``O(N (k + d))``; recall grows
+  with ``num_probes`` (``num_probes >= num_leaves`` is exact). It suits data
+  whose neighbours are near in a few principal directions (embeddings,
+  clusters); on isotropic noise recall needs a large fraction of leaves.
+
+  Example::
+
+    >>> x = jax.random.normal(jax.random.PRNGKey(0), (1000, 16))
+    >>> idx, sim = knn_graph(x, k=10)            # [1000, 10] each
+    >>> w = jnp.maximum(sim, 0.) ** 3             # Iscen et al. weights
+
+  Args:
+    features: ``[num_points, num_features]`` finite array.
+    k: number of neighbours, ``1 <= k < num_points``.
+    metric: ``'cosine'``, ``'inner_product'`` or ``'euclidean'``.
+    block_size: query rows per matmul block (memory ``block_size * N / 4``
+      bytes for the bin maxima).
+    method: ``'exact'`` or ``'approx'``.
+    leaf_size: approximate search: points per leaf (rounded to a power-of-two
+      number of leaves).
+    num_probes: approximate search: leaves searched per leaf.
+    seed: approximate search: seed of the (hashed) start points of the power
+      iterations.
+
+  Returns:
+    ``(indices [num_points, k] int32, similarities [num_points, k] float32)``.
+  """
+  if metric not in _METRICS:
+    raise ValueError(f"`metric` must be one of {_METRICS}, got {metric!r}.")
+  if method not in _KNN_METHODS:
+    raise ValueError(f"`method` must be one of {_KNN_METHODS}, got {method!r}.")
+  x = _checks.check_features("features", features)
+  n = x.shape[0]
+  if n < 2:
+    raise ValueError(f"`features` needs at least 2 points, got {n}.")
+  k = _checks.check_int("k", k, 1, n - 1, high_doc=" (k must be < num_points)")
+  block_size = _checks.check_int("block_size", block_size, 1)
+  if method == "exact":
+    return _exact_knn_graph(x, k=k, metric=metric, block_size=block_size)
+  leaf_size = _checks.check_int("leaf_size", leaf_size, 2 * k)
+  num_probes = _checks.check_int("num_probes", num_probes, 1)
+  seed = _checks.check_int("seed", seed, 0, 2 ** 32 - 1)
+  levels, tile = _tree_shape(n, leaf_size, 8)
+  num_probes = min(num_probes, 2 ** levels)
+  bin_size, group = _selection_params(num_probes * tile, k, 8, 16)
+  while (num_probes * tile // bin_size) % group:
+    group //= 2
+  perm = _pca_tree_order(_normalize_rows(x) if metric == "cosine" else x,
+                         jnp.uint32(seed), levels=levels, tile=tile)
+  vals, idx = _leaf_knn(x, perm, k=k, metric=metric, tile=tile,
+                        num_probes=num_probes, bin_size=bin_size, group=group)
+  return idx, vals
+
+
+def knn_search(
+    queries: chex.Array,
+    database: chex.Array,
+    *,
+    k: int,
+    metric: str = "cosine",
+    block_size: int = 512,
+) -> Tuple[jax.Array, jax.Array]:
+  """Exact k nearest ``database`` rows of every query row.
+
+  Same similarities and algorithm as :func:`knn_graph` (``method='exact'``),
+  but queries and database are different sets, so nothing is excluded.
+
+  Args:
+    queries: ``[num_queries, num_features]``.
+    database: ``[num_points, num_features]``.
+    k: ``1 <= k <= num_points``.
+    metric: ``'cosine'``, ``'inner_product'`` or ``'euclidean'``.
+    block_size: query rows per matmul block.
+
+  Returns:
+    ``(indices [num_queries, k] int32, similarities [num_queries, k])``.
+  """
+  if metric not in _METRICS:
+    raise ValueError(f"`metric` must be one of {_METRICS}, got {metric!r}.")
+  q = _checks.check_features("queries", queries)
+  db = _checks.check_features("database", database)
+  if q.shape[1] != db.shape[1]:
+    raise ValueError(
+        f"`queries` and `database` must have the same number of features, got "
+        f"{q.shape[1]} and {db.shape[1]}.")
+  k = _checks.check_int("k", k, 1, db.shape[0], high_doc=" (k <= num database points)")
+  chunk, bin_size, group = _exact_knn_params(db.shape[0], k)
+  block_size = min(_checks.check_int("block_size", block_size, 1),
+                   _round_up(q.shape[0], 8))
+  vals, idx = _exact_knn(q, db, k=k, metric=metric, exclude_self=False,
+                         block_size=block_size, chunk_size=chunk,
+                         bin_size=bin_size, group=group)
+  return idx, vals
+

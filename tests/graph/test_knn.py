@@ -1,0 +1,122 @@
+"""Tests for sslx.graph.knn: exact and approximate kNN graphs, kNN search."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sslx.graph import knn as graph
+
+
+def _brute_force(queries, database, k, metric, exclude_self):
+  q = np.asarray(queries, np.float64)
+  x = np.asarray(database, np.float64)
+  if metric == "cosine":
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+  if metric == "euclidean":
+    sim = -((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+  else:
+    sim = q @ x.T
+  if exclude_self:
+    np.fill_diagonal(sim, -np.inf)
+  idx = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+  return idx, np.take_along_axis(sim, idx, axis=1)
+
+
+# ----------------------------------------------------------------- knn_graph
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean", "inner_product"])
+def test_knn_graph_equals_brute_force(points, metric):
+  idx, sim = graph.knn_graph(points, k=7, metric=metric)
+  ref_idx, ref_sim = _brute_force(points, points, 7, metric, True)
+  assert idx.shape == (300, 7) and idx.dtype == jnp.int32
+  np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+  np.testing.assert_allclose(np.asarray(sim), ref_sim, rtol=1e-5, atol=1e-5)
+  assert not (np.asarray(idx) == np.arange(300)[:, None]).any()
+
+
+def test_knn_graph_under_jit(points):
+  idx, sim = jax.jit(lambda p: graph.knn_graph(p, k=7, metric="cosine"))(
+      points)
+  ref_idx, ref_sim = _brute_force(points, points, 7, "cosine", True)
+  np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+  np.testing.assert_allclose(np.asarray(sim), ref_sim, rtol=1e-5, atol=1e-6)
+
+
+def test_exact_knn_many_chunks_bins_and_groups(points):
+  # Small chunk/bin/group sizes run the multi-chunk scan, the strided bins and
+  # the grouped selection on a small problem; padding of both queries (300 ->
+  # 320) and database (300 -> 384) is exercised too.
+  vals, idx = graph._exact_knn(
+      points, points, k=5, metric="euclidean", exclude_self=True,
+      block_size=64, chunk_size=128, bin_size=4, group=4)
+  ref_idx, ref_sim = _brute_force(points, points, 5, "euclidean", True)
+  np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+  np.testing.assert_allclose(np.asarray(vals), ref_sim, rtol=1e-5, atol=1e-5)
+
+
+def test_knn_search_equals_brute_force(points):
+  queries = points[:37] + 0.1
+  idx, sim = graph.knn_search(queries, points, k=4, metric="cosine")
+  ref_idx, ref_sim = _brute_force(queries, points, 4, "cosine", False)
+  np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+  np.testing.assert_allclose(np.asarray(sim), ref_sim, rtol=1e-5, atol=1e-6)
+
+
+def test_approx_knn_recall_and_exact_limit(blobs):
+  x, _ = blobs
+  ref_idx, _ = _brute_force(x, x, 8, "euclidean", True)
+  idx, sim = graph.knn_graph(x, k=8, metric="euclidean", method="approx",
+                             leaf_size=32, num_probes=6)
+  recall = np.mean([len(set(a) & set(b)) / 8 for a, b in
+                    zip(np.asarray(idx), ref_idx)])
+  assert recall >= 0.9, recall
+  # Returned similarities are the exact ones of the returned neighbours.
+  d2 = ((x[:, None, :] - x[np.asarray(idx)]) ** 2).sum(-1)
+  np.testing.assert_allclose(np.asarray(sim), -d2, rtol=1e-4, atol=1e-3)
+  # Probing every leaf is an exact search.
+  idx_all, _ = graph.knn_graph(x, k=8, metric="euclidean", method="approx",
+                               leaf_size=32, num_probes=1000)
+  np.testing.assert_array_equal(np.sort(np.asarray(idx_all), 1),
+                                np.sort(ref_idx, 1))
+
+
+def test_pca_tree_order_is_balanced_permutation(blobs):
+  x, y = blobs
+  levels, tile = graph._tree_shape(600, 64, 8)
+  assert (2 ** levels, tile) == (16, 40)
+  perm = np.asarray(graph._pca_tree_order(
+      jnp.asarray(x), jnp.uint32(0), levels=levels, tile=tile))
+  assert sorted(perm.tolist()) == list(range(640))   # ids >= 600: padding
+  leaves = [x[leaf[leaf < 600]] for leaf in perm.reshape(16, 40)
+            if (leaf < 600).any()]
+  # Leaves are compact: their spread is a small fraction of the data's.
+  spread = np.mean([((l - l.mean(0)) ** 2).sum(1).mean() for l in leaves])
+  assert spread < 0.25 * ((x - x.mean(0)) ** 2).sum(1).mean()
+  # Most leaves hold a single cluster.
+  assert np.mean([len(set(y[leaf[leaf < 600]])) == 1
+                  for leaf in perm.reshape(16, 40) if (leaf < 600).any()]) >= 0.6
+
+
+def test_knn_graph_errors(points):
+  with pytest.raises(ValueError, match="`k` must be in"):
+    graph.knn_graph(points, k=300)
+  with pytest.raises(ValueError, match="`k` must be in"):
+    graph.knn_graph(points, k=0)
+  bad = points.copy()
+  bad[17, 2] = np.nan
+  with pytest.raises(ValueError, match="`features` must be finite.*row 17"):
+    graph.knn_graph(bad, k=3)
+  bad[17, 2] = np.inf
+  with pytest.raises(ValueError, match="`features` must be finite"):
+    graph.knn_graph(bad, k=3)
+  with pytest.raises(ValueError, match="`metric`"):
+    graph.knn_graph(points, k=3, metric="manhattan")
+  with pytest.raises(ValueError, match="`method`"):
+    graph.knn_graph(points, k=3, method="lsh")
+  with pytest.raises(ValueError, match="rank 2"):
+    graph.knn_graph(points[0], k=3)
+  with pytest.raises(ValueError, match="same number of features"):
+    graph.knn_search(points[:, :3], points, k=3)
