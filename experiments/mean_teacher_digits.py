@@ -5,9 +5,14 @@
 
 Args: ``labels_per_class=N`` (default 2, i.e. 20 labels), ``smoke``; others are refused.
 USB's recipe (``meanteacher``: lambda_u 50, the weight ramped up over the first 40% of
-training, teacher EMA 0.999, two weak views) on the FixMatch digits setup, which this
+training, two weak views) on the FixMatch digits setup, which this
 file loads and changes only in its loss (small CNN, SGD + Nesterov, the FixMatch cosine,
-3,000 steps, batch 32 + 7 x 32 unlabeled), so the two rows compare.
+3,000 steps, batch 32 + 7 x 32 unlabeled), so the two rows compare. The teacher's EMA
+decay is 0.99, not USB's 0.999: an EMA's horizon (~1 / (1 - decay) steps) must be short
+against the run, and 1,000 steps is a third of this one (USB trains 1M steps). Measured,
+seed 0, 20 labels: decay 0.999 ended at 58.3% (the teacher still carried its
+initialisation through the ramp-up and pulled the student to it) against 82.2% for the
+same setup with the Mean Teacher term off; decay 0.99 was at 82.2% (raw) at step 2,000.
 """
 
 import os
@@ -22,6 +27,6 @@ def get_config(arg=None):
   c = load_config_file(_FIXMATCH, arg)
   c.method = "mean_teacher"
   c.loss.terms = {"supervised": 1.0, "mean_teacher": 50.0}
-  c.mean_teacher.teacher_decay = 0.999
+  c.mean_teacher.teacher_decay = 0.99
   c.mean_teacher.warmup = 0.4
   return c
