@@ -201,10 +201,12 @@ def test_plot_features_without_a_checkpoint_is_a_clear_error(saved_run, tmp_path
 
 
 def _figures_of(monkeypatch, fn):
-  """Runs `fn`, returning the figures it closes (already drawn to PNG)."""
+  """Runs `fn`, returning the figures it closes (already drawn to PNG); the caller
+  closes them."""
   figs = []
-  monkeypatch.setattr(plot_run.plt, "close", figs.append)
-  fn()
+  with monkeypatch.context() as m:
+    m.setattr(plot_run.plt, "close", figs.append)
+    fn()
   return figs
 
 
