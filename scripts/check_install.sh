@@ -27,14 +27,17 @@ ls "$tmp/dist"
 "$tmp/venv/bin/pip" install -q --no-deps --no-index "$tmp"/dist/sslx-*.whl
 mkdir "$tmp/elsewhere" && cd "$tmp/elsewhere"
 "$tmp/venv/bin/python" -c "import sslx; print('sslx imported from', sslx.__file__)"
-"$tmp/venv/bin/sslx-train" --list_experiments | head -3
-"$tmp/venv/bin/sslx-train" --config=fixmatch_digits:smoke --print_config | grep -E '^(# Args|num_steps|batch_size) '
+"$tmp/venv/bin/sslx-train" --list_experiments > "$tmp/list.txt"
+echo "--list_experiments: $(wc -l < "$tmp/list.txt") experiments, first: $(head -1 "$tmp/list.txt")"
+"$tmp/venv/bin/sslx-train" --config=fixmatch_digits:smoke --print_config > "$tmp/print.txt"
+grep -E '^(# Args|num_steps =|batch_size =)' "$tmp/print.txt"
 start=$(date +%s)
 "$tmp/venv/bin/sslx-train" --config=fixmatch_digits:smoke --workdir=runs/x 2>&1 | tail -1
 echo "smoke run: $(( $(date +%s) - start )) s; workdir: $(ls runs/x | tr '\n' ' ')"
 "$tmp/venv/bin/sslx-plot" runs/x | tail -1
 set +e
-"$tmp/venv/bin/sslx-train" --config=no_such_experiment 2>&1 | cut -c1-120; echo "exit ${PIPESTATUS[0]}"
+"$tmp/venv/bin/sslx-train" --config=no_such_experiment > "$tmp/err.txt" 2>&1; echo "exit $?"
+cut -c1-120 "$tmp/err.txt"
 "$tmp/venv/bin/sslx-train" --config=fixmatch_digits:smoke --config.num_step=5 2>&1; echo "exit $?"
 set -e
 
@@ -43,14 +46,16 @@ step "2. editable install (pip install --no-deps -e .) into a second venv"
 cp -r "$repo" "$tmp/repo" && rm -rf "$tmp/repo/.git" "$tmp/repo"/*.egg-info
 "$tmp/venv_e/bin/pip" install -q --no-deps -e "$tmp/repo"
 "$tmp/venv_e/bin/python" -c "import sslx.config as c; print('experiments from', c.experiments_dir())"
-"$tmp/venv_e/bin/sslx-train" --config=supervised_digits:smoke --print_config | grep -E '^num_steps '
+"$tmp/venv_e/bin/sslx-train" --config=supervised_digits:smoke --print_config > "$tmp/print_e.txt"
+grep -E '^num_steps ' "$tmp/print_e.txt"
 
 if [[ "${1:-}" == "--plain" ]]; then
   step "3. plain pip install (no extras) into a venv without system packages"
   "$py" -m venv "$tmp/venv_plain"
   "$tmp/venv_plain/bin/pip" install -q "$tmp"/dist/sslx-*.whl
-  "$tmp/venv_plain/bin/pip" list --format=freeze | tr '\n' ' '; echo
-  echo "$("$tmp/venv_plain/bin/pip" list --format=freeze | wc -l) distributions," \
+  "$tmp/venv_plain/bin/pip" list --format=freeze > "$tmp/plain.txt"
+  tr '\n' ' ' < "$tmp/plain.txt"; echo
+  echo "$(wc -l < "$tmp/plain.txt") distributions (pip itself included)," \
     "$(du -sm "$tmp/venv_plain" | cut -f1) MB venv"
   "$tmp/venv_plain/bin/python" - <<'PY'
 import importlib, pkgutil, sys, time
