@@ -55,7 +55,7 @@ if [[ "${1:-}" == "--plain" ]]; then
   "$tmp/venv_plain/bin/pip" install -q "$tmp"/dist/sslx-*.whl
   "$tmp/venv_plain/bin/pip" list --format=freeze > "$tmp/plain.txt"
   tr '\n' ' ' < "$tmp/plain.txt"; echo
-  echo "$(wc -l < "$tmp/plain.txt") distributions (pip itself included)," \
+  echo "$(wc -l < "$tmp/plain.txt") distributions (pip and setuptools included)," \
     "$(du -sm "$tmp/venv_plain" | cut -f1) MB venv"
   "$tmp/venv_plain/bin/python" - <<'PY'
 import importlib, pkgutil, sys, time
