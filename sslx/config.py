@@ -386,7 +386,8 @@ def resolve_config_path(path: str) -> str:
   if os.path.isfile(path):
     return os.path.abspath(path)
   head, base = os.path.split(path)
-  if head in ("", "experiments") or head == os.path.join(".", "experiments"):
+  by_name = head in ("", "experiments") or head == os.path.join(".", "experiments")
+  if by_name:
     name = base[:-3] if base.endswith(".py") else base
     try:
       shipped = os.path.join(experiments_dir(), name + ".py")
@@ -398,5 +399,8 @@ def resolve_config_path(path: str) -> str:
     names = ", ".join(name for name, _ in list_experiments())
   except FileNotFoundError:
     names = "(none found)"
-  raise ValueError(f"--config: no config file {path!r} and no shipped experiment of that "
-                   f"name; shipped: {names}")
+  if by_name:
+    raise ValueError(f"--config: config file {path!r} does not exist, and no shipped "
+                     f"experiment has that name; shipped: {names}")
+  raise ValueError(f"--config: config file {path!r} does not exist (a shipped experiment "
+                   f"is named without a folder: {names})")

@@ -114,9 +114,9 @@ def test_resolve_config_path_finds_shipped_experiments_from_anywhere(tmp_path, m
     assert config.resolve_config_path(spec) == want
   (tmp_path / "mine.py").write_text("def get_config(arg=None):\n  return None\n")
   assert config.resolve_config_path("mine.py") == str(tmp_path / "mine.py")
-  with pytest.raises(ValueError, match="no config file 'forks/x.py'.*shipped: .*fixmatch_digits"):
+  with pytest.raises(ValueError, match="config file 'forks/x.py' does not exist .*fixmatch_digits"):
     config.resolve_config_path("forks/x.py")  # a path that is not there is not looked up
-  with pytest.raises(ValueError, match="no shipped experiment"):
+  with pytest.raises(ValueError, match="does not exist, and no shipped experiment has that name"):
     config.resolve_config_path("fixmatch_digit")
   assert [n for n, _ in config.list_experiments()] == experiment_names()
 
@@ -155,7 +155,8 @@ def _exit_of(argv, capsys):
      "error: --config.fixmatch.treshold: fixmatch has no field 'treshold'; "
      "did you mean --config.fixmatch.threshold?"),
     (["--config", "no_such_experiment"],
-     "error: --config: no config file 'no_such_experiment' and no shipped experiment"),
+     "error: --config: config file 'no_such_experiment' does not exist, and no shipped "
+     "experiment has that name; shipped: "),
 ])
 def test_config_mistakes_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
