@@ -38,13 +38,37 @@ import argparse
 import json
 import math
 import random
+import sys
 import time
 
-import numpy as np
-from PIL import Image, ImageEnhance, ImageOps
-import torch
-from torch import nn
-import torch.nn.functional as F
+
+def parse_args(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--workload', choices=('fixmatch', 'simclr'), default='fixmatch')
+  parser.add_argument('--batch', type=int, default=0,
+                      help='labeled batch (fixmatch, default 64) or images (simclr, 256)')
+  parser.add_argument('--workers', type=int, default=1, help='DataLoader workers per loader')
+  parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
+  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--channels_last', action='store_true')
+  return parser.parse_args(argv)
+
+
+if __name__ == '__main__':
+  ARGS = parse_args()  # before importing torch: --help and bad flags work without it
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageEnhance, ImageOps  # noqa: E402
+
+try:
+  import torch
+  from torch import nn
+  import torch.nn.functional as F
+except ModuleNotFoundError as e:
+  if __name__ == '__main__':
+    sys.exit(f'error: scripts/torch_reference.py needs PyTorch ({e}): '
+             'pip install -r requirements-bench.txt')
+  raise
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2471, 0.2435, 0.2616)
@@ -480,16 +504,7 @@ def synthetic_cifar(n: int = 50_000, seed: int = 0):
           rng.integers(0, 10, n).astype(np.int64))
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--workload', choices=('fixmatch', 'simclr'), default='fixmatch')
-  parser.add_argument('--batch', type=int, default=0,
-                      help='labeled batch (fixmatch, default 64) or images (simclr, 256)')
-  parser.add_argument('--workers', type=int, default=1, help='DataLoader workers per loader')
-  parser.add_argument('--threads', type=int, default=2, help='torch intra-op threads')
-  parser.add_argument('--steps', type=int, default=10)
-  parser.add_argument('--channels_last', action='store_true')
-  args = parser.parse_args()
+def main(args):
   images, labels = synthetic_cifar()
   batch = args.batch or (64 if args.workload == 'fixmatch' else 256)
   runner = build(args.workload, images, labels, batch=batch, workers=args.workers,
@@ -509,4 +524,4 @@ def main():
 
 
 if __name__ == '__main__':
-  main()
+  main(ARGS)

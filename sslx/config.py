@@ -333,3 +333,74 @@ def _normalise(v):
   if isinstance(v, (list, tuple)):
     return [_normalise(x) for x in v]
   return v
+
+
+# ---------------------------------------------------------------------------
+# Finding experiment files: by path, or a shipped experiment by name
+# ---------------------------------------------------------------------------
+
+
+def experiments_dir() -> str:
+  """The folder of the shipped experiment configs.
+
+  ``<site-packages>/sslx/experiments`` after a wheel install (pyproject.toml maps the
+  top-level ``experiments/`` there); the repository's ``experiments/`` in a checkout or
+  an editable install.
+  """
+  import os
+  package = os.path.dirname(os.path.abspath(__file__))
+  for candidate in (os.path.join(package, "experiments"),
+                    os.path.join(os.path.dirname(package), "experiments")):
+    if os.path.isdir(candidate):
+      return candidate
+  raise FileNotFoundError(f"no experiments folder next to the sslx package at {package!r}")
+
+
+def list_experiments() -> list[tuple[str, str]]:
+  """``(name, first docstring line)`` of every shipped experiment, by name."""
+  import ast
+  import os
+  folder = experiments_dir()
+  out = []
+  for file in sorted(os.listdir(folder)):
+    if file.endswith(".py") and not file.startswith("_"):
+      with open(os.path.join(folder, file)) as f:
+        doc = ast.get_docstring(ast.parse(f.read())) or ""
+      out.append((file[:-3], doc.strip().split("\n")[0]))
+  return out
+
+
+def resolve_config_path(path: str) -> str:
+  """The config file `path` names: an existing file, else a shipped experiment.
+
+  ``fixmatch_digits``, ``fixmatch_digits.py`` and ``experiments/fixmatch_digits.py``
+  all name the shipped experiment when no such file exists relative to the current
+  directory, so the README's commands work from anywhere after ``pip install``; any
+  other path (a fork's ``my_configs/x.py``) must exist.
+
+  Raises:
+    ValueError: no such file and no shipped experiment of that name; the message
+      lists the shipped ones.
+  """
+  import os
+  if os.path.isfile(path):
+    return os.path.abspath(path)
+  head, base = os.path.split(path)
+  by_name = head in ("", "experiments") or head == os.path.join(".", "experiments")
+  if by_name:
+    name = base[:-3] if base.endswith(".py") else base
+    try:
+      shipped = os.path.join(experiments_dir(), name + ".py")
+    except FileNotFoundError:
+      shipped = None
+    if shipped and os.path.isfile(shipped) and name and not name.startswith("_"):
+      return shipped
+  try:
+    names = ", ".join(name for name, _ in list_experiments())
+  except FileNotFoundError:
+    names = "(none found)"
+  if by_name:
+    raise ValueError(f"--config: config file {path!r} does not exist, and no shipped "
+                     f"experiment has that name; shipped: {names}")
+  raise ValueError(f"--config: config file {path!r} does not exist (a shipped experiment "
+                   f"is named without a folder: {names})")

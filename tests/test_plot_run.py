@@ -1,6 +1,6 @@
-"""scripts/plot_run.py: metric reading, figure grouping, PNG output, feature pictures."""
+"""sslx/plot.py (sslx-plot, scripts/plot_run.py): metric reading, figure grouping, PNG
+output, feature pictures."""
 
-import importlib.util
 import json
 import math
 import os
@@ -12,10 +12,7 @@ import pytest
 
 from helpers import REPO, load_experiment
 
-_spec = importlib.util.spec_from_file_location(
-    "plot_run", os.path.join(REPO, "scripts", "plot_run.py"))
-plot_run = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plot_run)
+from sslx import plot as plot_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -201,3 +198,51 @@ def test_plot_features_without_a_checkpoint_is_a_clear_error(saved_run, tmp_path
     plot_run.plot_features(str(empty), str(tmp_path))
   with pytest.raises(FileNotFoundError, match="no config.json"):
     plot_run.plot_features(str(tmp_path / "nowhere"), str(tmp_path))
+
+
+def _figures_of(monkeypatch, fn):
+  """Runs `fn`, returning the figures it closes (already drawn to PNG); the caller
+  closes them."""
+  figs = []
+  with monkeypatch.context() as m:
+    m.setattr(plot_run.plt, "close", figs.append)
+    fn()
+  return figs
+
+
+def test_single_panel_titles_fit_inside_the_figure(tmp_path, monkeypatch):
+  # A run title as long as a real one: before wrapping, a 5-inch single-panel figure cut
+  # it off ("...test_accura").
+  title = ("fixmatch+da+graph+nt_xent on digits (20 labels), cnn | after 3000 steps: "
+           "test_accuracy 0.9722, test_accuracy_ema 0.9722, linear_probe_accuracy 0.9611")
+  figs = _figures_of(monkeypatch, lambda: plot_run.plot_curves(
+      _rows(fixmatch=False, nt_xent=False), str(tmp_path), title=title))
+  assert figs
+  for fig in figs:
+    fig.canvas.draw()
+    box = fig.bbox
+    texts = [fig._suptitle] + [ax.title for ax in fig.axes] + [ax.xaxis.label for ax in fig.axes]
+    for text in texts:
+      if text is None or not text.get_text():
+        continue
+      ext = text.get_window_extent()
+      assert ext.x0 >= box.x0 - 1 and ext.x1 <= box.x1 + 1, (text.get_text(), ext, box)
+    plot_run.plt.close(fig)
+
+
+@pytest.mark.parametrize("low, high", [(1.5, 2.5), (0.3, 20.0), (1e-4, 10.0)])
+def test_gradient_norm_axis_has_plain_tick_labels(tmp_path, monkeypatch, low, high):
+  rows = [{"step": 10 * i, "loss": 1.0, "grad_norm": low * (high / low) ** (i / 9)}
+          for i in range(10)]
+  figs = _figures_of(monkeypatch, lambda: plot_run.plot_curves(rows, str(tmp_path)))
+  axes = [ax for fig in figs for ax in fig.axes if ax.get_title() == "gradient norm"]
+  assert axes
+  for ax in axes:
+    ax.figure.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True)
+              if t.get_text()]
+    assert labels, "no labelled tick at all"
+    assert not any("times" in l or "^" in l or "$" in l for l in labels), labels
+    assert "mean over the log window" in ax.get_xlabel()
+  for fig in figs:
+    plot_run.plt.close(fig)
