@@ -15,6 +15,7 @@ name           encoder                                     feature_dim
 =============  ==========================================  ============
 ``mlp``        :class:`~sslx.models.small.MLP`              256
 ``cnn``        :class:`~sslx.models.small.SmallCNN`         128
+``convnet``    :class:`~sslx.models.small.ConvNet`          ``widths[-1]`` (256)
 ``wrn28_2``    :class:`~sslx.models.wide_resnet.WideResNet` 128
 ``wrn28_8``    WideResNet, width 8                          512
 ``wide_resnet`` WideResNet, ``depth``/``width`` kwargs      64 * width
@@ -37,6 +38,7 @@ import jax.numpy as jnp
 from sslx.models.heads import EncoderWithHeads
 from sslx.models.heads import ProjectionHead
 from sslx.models.resnet import ResNet
+from sslx.models.small import ConvNet
 from sslx.models.small import MLP
 from sslx.models.small import SmallCNN
 from sslx.models.wide_resnet import WideResNet
@@ -45,6 +47,7 @@ from sslx.models.wide_resnet import WideResNet
 _ENCODERS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     'mlp': (MLP, {}),
     'cnn': (SmallCNN, {}),
+    'convnet': (ConvNet, {}),
     'wrn28_2': (WideResNet, {'depth': 28, 'width': 2}),
     'wrn28_8': (WideResNet, {'depth': 28, 'width': 8}),
     'wide_resnet': (WideResNet, {}),
@@ -150,6 +153,7 @@ def count_params(params: Any) -> int:
 
 
 __all__ = [
+    'ConvNet',
     'EncoderWithHeads',
     'MLP',
     'MODEL_NAMES',

@@ -54,7 +54,7 @@ def abstract_apply(model, variables, images, train):
 
 def test_model_names():
   assert set(MODEL_NAMES) == {
-      'mlp', 'cnn', 'wrn28_2', 'wrn28_8', 'wide_resnet', 'resnet18', 'resnet50'}
+      'mlp', 'cnn', 'convnet', 'wrn28_2', 'wrn28_8', 'wide_resnet', 'resnet18', 'resnet50'}
 
 
 def test_unknown_name_lists_known_names():
@@ -74,13 +74,17 @@ def test_unknown_name_lists_known_names():
     ('resnet18', {'num_classes': 10, 'stem': 'tiny'}, r"`stem` must be one of \('cifar', 'imagenet'\)"),
     ('mlp', {'num_classes': 10, 'hidden_dims': (8, 0)}, '`hidden_dims` must all be positive'),
     ('cnn', {'num_classes': 10, 'width': 0}, '`width` must be positive'),
+    ('convnet', {'num_classes': 10, 'widths': ()}, r'`widths` must be a non-empty list.*\(\)'),
+    ('convnet', {'num_classes': 10, 'widths': (8, 0)}, r'`widths` must be .*\(8, 0\)'),
+    ('convnet', {'num_classes': 10, 'convs_per_stage': 0}, '`convs_per_stage` must be >= 1, got 0'),
+    ('convnet', {'num_classes': 10, 'stem_stride': 3}, '`stem_stride` must be 1 or 2, got 3'),
 ])
 def test_bad_arguments_raise_value_error(name, kwargs, match):
   with pytest.raises(ValueError, match=match):
     create_model(name, **kwargs)
 
 
-@pytest.mark.parametrize('name', ['cnn', 'wrn28_2', 'resnet18'])
+@pytest.mark.parametrize('name', ['cnn', 'convnet', 'wrn28_2', 'resnet18'])
 def test_convnets_reject_non_image_input(name):
   model = create_model(name, num_classes=10)
   with pytest.raises(ValueError, match=r'`images` must be a \[batch, height, width, channels\].*\(2, 64\)'):
@@ -119,6 +123,9 @@ def test_wrn_reference_counts_are_the_published_ones():
     ('mlp', 10, {}, (8, 8, 1), 85_002),
     # convs 1*32*9 + 32*64*9 + 64*128*9, BN 2*(32+64+128), fc 128*10+10.
     ('cnn', 10, {}, (8, 8, 1), 94_186),
+    # convs 1*32*9 + 32*32*9 + 32*64*9 + 64*64*9 + 64*128*9 + 128*128*9,
+    # BN 2*(2*32 + 2*64 + 2*128), fc 128*10+10.
+    ('convnet', 10, {'widths': (32, 64, 128)}, (28, 28, 1), 288_170),
     ('wrn28_2', 10, {}, (32, 32, 3), 1_469_642),
     ('wrn28_8', 100, {}, (32, 32, 3), 23_409_092),
     ('wide_resnet', 10, {'depth': 28, 'width': 2}, (32, 32, 3), 1_469_642),
@@ -170,6 +177,7 @@ def test_projection_head_param_shapes():
 _SHAPE_CASES = {
     'mlp': ({}, (8, 8, 1), 256),
     'cnn': ({}, (8, 8, 1), 128),
+    'convnet': ({'widths': (8, 16), 'convs_per_stage': 1}, (28, 28, 1), 16),
     'wrn28_2': ({}, (16, 16, 3), 128),
     'wrn28_8': ({}, (16, 16, 3), 512),
     'wide_resnet': ({'depth': 16, 'width': 3}, (16, 16, 3), 192),
