@@ -10,7 +10,7 @@ from helpers import experiment_names, load_experiment
 from sslx import train
 
 # Covered elsewhere by a fuller run of the same code path (tests/test_train.py).
-_COVERED = {"supervised_digits"}
+_COVERED = {"supervised_digits", "notmnist"}
 
 
 @pytest.mark.parametrize("name", [n for n in experiment_names() if n not in _COVERED])
@@ -52,7 +52,31 @@ def test_all_three_families_in_one_step(tmp_path):
   assert "nt_xent/contrastive_accuracy" in row, sorted(row)
 
 
+def test_notmnist_smoke_on_the_real_file(tmp_path):
+  """The 28x28 recipe runs at smoke size on the vendored notMNIST file, from any cwd:
+  10 labels per class, the whole train split as the unlabeled pool, all three terms."""
+  from helpers import read_jsonl
+  config = load_experiment("notmnist", "smoke")
+  path = config.data.name[len("npz:"):]
+  assert os.path.isabs(path) and os.path.isfile(path), path
+  results = train.train_and_evaluate(config, str(tmp_path / "w"))
+  assert results["steps"] == config.num_steps
+  assert results["num_labels"] == 100
+  with open(tmp_path / "w" / "labeled_indices.json") as f:
+    split = json.load(f)
+  assert split["labels_per_class"] == [10] * 10
+  assert split["num_unlabeled"] == 8000
+  row = read_jsonl(str(tmp_path / "w" / "metrics.jsonl"))[-1]
+  for term in ("supervised", "fixmatch", "graph"):
+    assert f"loss/{term}" in row, sorted(row)
+  assert 0.0 <= results["test_accuracy_ema"] <= 1.0
+
+
 @pytest.mark.parametrize("name, arg, message", [
+    ("notmnist", "lables=10", "notmnist.py: unknown arg(s) ['lables']"),
+    ("notmnist", "labels_per_class=0", "notmnist.py: labels_per_class must be a positive int or 'all'"),
+    ("notmnist", "mu=0", "notmnist.py: mu must be a positive int, got 0"),
+    ("notmnist", "model=vit", "notmnist.py: model must be one of ['cnn', 'convnet']"),
     ("fixmatch_cifar100", "labels=0", "fixmatch_cifar100.py: labels must be a positive int"),
     ("fixmatch_svhn", "lables=40", "fixmatch_svhn.py: unknown arg(s) ['lables']"),
     ("fixmatch_stl10", "labels=1.5", "fixmatch_stl10.py: labels must be a positive int"),
