@@ -19,6 +19,24 @@ Args: ``labels_per_class=N`` (default 10, i.e. 100 labels), ``smoke``; the ablat
 rows switch ``model=cnn|convnet``, ``mu=M`` (unlabeled batch = M x labeled batch),
 ``steps=S``, ``supervised`` (the same network on its labeled subset only; with
 ``labels_per_class=all``, the upper bound on every label).
+
+Why a FixMatch+graph step cost ~12x a supervised step here: ``python
+scripts/profile_step_28x28.py`` times each jitted piece alone, interleaved in one process
+(the machine was shared, load average ~12, so only ratios within the run count). Its
+medians, ms: SmallCNN forward + backward 598 on the supervised 64 images vs 6456 on
+FixMatch's 480 (32 labeled + 224 weak + 224 strong, mu = 7): 10.8x, the whole gap.
+
+- 7.5x of it is the images per step;
+- the rest: SmallCNN did not use the batch-chunked CPU convolution the WRN/ResNet use
+  (``sslx/models/conv.py``), so its weight gradients grew superlinearly with the batch.
+  Chunked, the same 480 images take 3465 (1.9x less); fixed in ``SmallCNN``;
+- RandAugment + cutout on 224 images (3.5), the weak shift (4.0) and the graph term's
+  kNN + 20 CG iterations on 256 points (45) are ~1.5% of a step; compilation is once per
+  run (~55 s to the first step).
+
+The recipe's step: mu = 3 (224 images) and the ``convnet`` encoder, whose stride-2 stem
+runs every stage at 14x14 or less: 1224 for its 224 images, 5.3x less than the digits
+recipe's 6456, at far higher accuracy (results/notmnist.json).
 """
 
 import os
