@@ -19,7 +19,7 @@ import numpy as np
 
 from sslx import methods, models
 from sslx.config import load_config_file
-from sslx.losses.graph import batch_label_propagation
+from sslx.graph import batch_label_propagation
 from sslx.models import conv as conv_lib
 
 
