@@ -121,3 +121,19 @@ def test_bad_chunk_raises(chunk):
   with pytest.raises(ValueError, match='chunk'):
     conv_lib.conv_general_dilated(x, k, (1, 1), 'SAME',
                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'), chunk=chunk)
+
+
+@pytest.mark.parametrize('name, kwargs', [('cnn', {'width': 4, 'num_stages': 1}),
+                                          ('convnet', {'widths': (4,), 'convs_per_stage': 1})])
+def test_small_encoders_use_the_chunked_convolution(name, kwargs, monkeypatch):
+  """SmallCNN and ConvNet go through conv_lib on CPU (their FixMatch-size weight
+  gradients were superlinear in the batch without it): one conv per chunk."""
+  if jax.default_backend() != 'cpu':
+    pytest.skip('chunking is CPU-only')
+  from sslx.models import create_model
+  monkeypatch.setattr(conv_lib, 'CPU_BATCH_CHUNK', 4)
+  model = create_model(name, num_classes=3, **kwargs)
+  x = jnp.zeros((10, 8, 8, 1))
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1], train=False))
+  text = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, x).as_text()
+  assert text.count('convolution') == 3  # 10 examples in chunks of 4: 4 + 4 + 2
