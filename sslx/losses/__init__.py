@@ -8,6 +8,8 @@ here (``sslx.losses.knn_graph`` ...) still resolve, with a ``DeprecationWarning`
 """
 
 from sslx.losses import graph as _graph
+from sslx.losses.adaptive import (flexmatch_learning_effect, flexmatch_select, flexmatch_thresholds,
+                                  masked_pseudo_label_loss, pseudo_label_diagnostics)
 from sslx.losses.classification import accuracy, cross_entropy
 from sslx.losses.consistency import fixmatch_consistency, softmax_mse
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
@@ -17,6 +19,8 @@ from sslx.losses.self_supervised import byol_loss
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
            "weighted_pseudo_label_loss"]
+__all__ += ["flexmatch_learning_effect", "flexmatch_select", "flexmatch_thresholds",
+            "masked_pseudo_label_loss", "pseudo_label_diagnostics"]
 
 
 def __getattr__(name: str):
