@@ -195,3 +195,123 @@ def pseudo_label_diagnostics(pseudo_labels: jax.typing.ArrayLike, mask: jax.typi
     out["masked_pseudo_label_accuracy"] = (jnp.sum(correct * w)
                                            / jnp.maximum(jnp.sum(known * w), 1e-12))
   return out
+
+
+# ---------------------------------------------------------------------------
+# FreeMatch: self-adaptive thresholds and fairness
+# ---------------------------------------------------------------------------
+
+
+def freematch_update(global_threshold: jax.typing.ArrayLike, class_probs: jax.typing.ArrayLike,
+                     label_hist: jax.typing.ArrayLike, probs: jax.typing.ArrayLike, *,
+                     momentum: float = 0.999, use_quantile: bool = False,
+                     clip_threshold: bool = False) -> tuple[jax.Array, jax.Array, jax.Array]:
+  r"""FreeMatch's EMAs after one batch of weak-view probabilities :math:`q_b`.
+
+  .. math::
+    \tau_t = \lambda \tau_{t-1} + (1 - \lambda) \tfrac{1}{B} \textstyle\sum_b \max_c q_{bc},
+    \quad
+    \tilde p_t = \lambda \tilde p_{t-1} + (1 - \lambda) \tfrac{1}{B} \textstyle\sum_b q_b,
+    \quad
+    \tilde h_t = \lambda \tilde h_{t-1} + (1 - \lambda)\,
+      \mathrm{hist}(\arg\max_c q_{bc}) / B
+
+  (paper Eqs. 5, 6 and the label histogram of the fairness loss). USB options: the 0.8
+  quantile of the confidences instead of their mean (``use_quantile``) and
+  :math:`\tau_t` clipped to [0, 0.95] (``clip_threshold``); both off by default.
+
+  Args:
+    global_threshold: scalar :math:`\tau_{t-1}` (USB starts at 1).
+    class_probs: ``[num_classes]`` :math:`\tilde p_{t-1}` (USB starts at ones).
+    label_hist: ``[num_classes]`` :math:`\tilde h_{t-1}` (USB starts at ones).
+    probs: ``[batch, num_classes]`` softmax of the weak-view logits.
+    momentum: the EMA decay :math:`\lambda` (USB ``ema_p``).
+
+  Returns:
+    ``(global_threshold, class_probs, label_hist)`` after the update, float32.
+  """
+  _check_scalar_in_range("momentum", momentum, 0.0, 1.0)
+  _check_rank("probs", probs, 2, "[batch, num_classes]")
+  q = jax.lax.stop_gradient(_check_float("probs", probs))
+  k = q.shape[-1]
+  _check_shape("global_threshold", global_threshold, (), "[] (a scalar)")
+  _check_shape("class_probs", class_probs, (k,), "[num_classes]")
+  _check_shape("label_hist", label_hist, (k,), "[num_classes]")
+  conf = jnp.max(q, axis=-1)
+  stat = jnp.quantile(conf, 0.8) if use_quantile else jnp.mean(conf)
+  tau = momentum * _check_float("global_threshold", global_threshold) + (1 - momentum) * stat
+  if clip_threshold:
+    tau = jnp.clip(tau, 0.0, 0.95)
+  p = momentum * _check_float("class_probs", class_probs) + (1 - momentum) * jnp.mean(q, axis=0)
+  hist = jnp.mean(jax.nn.one_hot(jnp.argmax(q, axis=-1), k, dtype=jnp.float32), axis=0)
+  h = momentum * _check_float("label_hist", label_hist) + (1 - momentum) * hist
+  return tau, p, h
+
+
+def freematch_thresholds(global_threshold: jax.typing.ArrayLike,
+                         class_probs: jax.typing.ArrayLike) -> jax.Array:
+  r"""Self-adaptive class thresholds :math:`\tau_t(c) = \tau_t\, \tilde p_t(c) / \max_{c'}
+  \tilde p_t(c')` (paper Eq. 7, MaxNorm of the local estimate).
+
+  Args:
+    global_threshold: scalar :math:`\tau_t`.
+    class_probs: ``[num_classes]`` :math:`\tilde p_t`.
+
+  Returns:
+    ``[num_classes]`` float32 thresholds.
+  """
+  _check_shape("global_threshold", global_threshold, (), "[] (a scalar)")
+  p = _check_float("class_probs", class_probs)
+  _check_rank("class_probs", p, 1, "[num_classes]")
+  return _check_float("global_threshold", global_threshold) * p / jnp.max(p)
+
+
+def _inverse_or_zero(x):
+  # USB's replace_inf_to_zero(1 / x): classes with a zero count get weight 0.
+  return jnp.where(x > 0, 1.0 / jnp.where(x > 0, x, 1.0), 0.0)
+
+
+def freematch_fairness_loss(logits_strong: jax.typing.ArrayLike, mask: jax.typing.ArrayLike,
+                            class_probs: jax.typing.ArrayLike,
+                            label_hist: jax.typing.ArrayLike) -> jax.Array:
+  r"""FreeMatch's self-adaptive fairness term (paper Eq. 9), as USB's ``entropy_loss``.
+
+  Over the masked-in strong-view predictions :math:`p_b` with mean :math:`\bar p` and
+  histogram of their argmax :math:`\bar h` (fractions),
+
+  .. math::
+    \mathcal{L}_f = \sum_c \mathrm{SumNorm}(\tilde p_t / \tilde h_t)_c
+      \log\bigl(\mathrm{SumNorm}(\bar p / \bar h)_c + 10^{-12}\bigr),
+
+  i.e. the negative cross-entropy :math:`-\mathrm{H}` of the paper, minimised (it pushes
+  the batch's class mean towards the model's running estimate). Classes with a zero
+  count get weight 0 (USB turns ``1 / 0`` into 0). Gradients reach ``logits_strong`` only
+  through :math:`\bar p`. With no example masked in the loss is 0, as USB skips it.
+
+  Args:
+    logits_strong: ``[batch, num_classes]`` logits of the strong views.
+    mask: ``[batch]`` 0/1, the threshold mask of the weak views.
+    class_probs: ``[num_classes]`` running :math:`\tilde p_t`.
+    label_hist: ``[num_classes]`` running :math:`\tilde h_t`.
+
+  Returns:
+    The float32 scalar loss.
+  """
+  _check_rank("logits_strong", logits_strong, 2, "[batch, num_classes]")
+  logits = _check_float("logits_strong", logits_strong)
+  b, k = logits.shape
+  _check_shape("mask", mask, (b,), "[batch]")
+  _check_shape("class_probs", class_probs, (k,), "[num_classes]")
+  _check_shape("label_hist", label_hist, (k,), "[num_classes]")
+  w = jax.lax.stop_gradient(_check_float("mask", mask))
+  n = jnp.sum(w)
+  safe_n = jnp.maximum(n, 1.0)
+  p_s = jax.nn.softmax(logits, axis=-1)
+  hist_s = jnp.sum(w[:, None] * jax.nn.one_hot(jnp.argmax(logits, -1), k), axis=0) / safe_n
+  model = jax.lax.stop_gradient(_check_float("class_probs", class_probs)
+                                * _inverse_or_zero(_check_float("label_hist", label_hist)))
+  model = model / jnp.sum(model)
+  mean = jnp.sum(w[:, None] * p_s, axis=0) / safe_n * _inverse_or_zero(hist_s)
+  mean = mean / jnp.maximum(jnp.sum(mean), 1e-30)
+  loss = jnp.sum(model * jnp.log(mean + 1e-12))
+  return jnp.where(n > 0, loss, 0.0)
