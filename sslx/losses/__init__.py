@@ -11,6 +11,8 @@ from sslx.losses import graph as _graph
 from sslx.losses.adaptive import (flexmatch_learning_effect, flexmatch_select, flexmatch_thresholds,
                                   masked_pseudo_label_loss, pseudo_label_diagnostics)
 from sslx.losses.adaptive import freematch_fairness_loss, freematch_thresholds, freematch_update
+from sslx.losses.adaptive import (align_distribution, distribution_alignment_update,
+                                  softmatch_update, softmatch_weights)
 from sslx.losses.classification import accuracy, cross_entropy
 from sslx.losses.consistency import fixmatch_consistency, softmax_mse
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
@@ -23,6 +25,8 @@ __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_
 __all__ += ["flexmatch_learning_effect", "flexmatch_select", "flexmatch_thresholds",
             "masked_pseudo_label_loss", "pseudo_label_diagnostics"]
 __all__ += ["freematch_fairness_loss", "freematch_thresholds", "freematch_update"]
+__all__ += ["align_distribution", "distribution_alignment_update", "softmatch_update",
+            "softmatch_weights"]
 
 
 def __getattr__(name: str):

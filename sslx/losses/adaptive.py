@@ -315,3 +315,147 @@ def freematch_fairness_loss(logits_strong: jax.typing.ArrayLike, mask: jax.typin
   mean = mean / jnp.maximum(jnp.sum(mean), 1e-30)
   loss = jnp.sum(model * jnp.log(mean + 1e-12))
   return jnp.where(n > 0, loss, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Distribution alignment with EMAs (SoftMatch's uniform alignment, AdaMatch)
+# ---------------------------------------------------------------------------
+
+
+def distribution_alignment_update(p_model: jax.typing.ArrayLike, p_target: jax.typing.ArrayLike,
+                                  num_updates: jax.typing.ArrayLike,
+                                  probs_unlabeled: jax.typing.ArrayLike,
+                                  probs_labeled: jax.typing.ArrayLike | None = None, *,
+                                  momentum: float = 0.999
+                                  ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  r"""The EMAs of USB's ``DistAlignEMAHook`` after one batch.
+
+  .. math::
+    p_{model} \leftarrow \lambda p_{model} + (1 - \lambda)\, \overline{q^{u}},
+    \qquad p_{target} \leftarrow \lambda p_{target} + (1 - \lambda)\, \overline{q^{l}}
+
+  where the first update sets :math:`p_{model} = \overline{q^u}` (USB starts from
+  ``None``), and :math:`p_{target}` moves only when ``probs_labeled`` is given (AdaMatch's
+  ``'model'`` target; SoftMatch keeps it uniform).
+
+  Args:
+    p_model: ``[num_classes]`` running mean of the unlabeled predictions.
+    p_target: ``[num_classes]`` target distribution (USB starts at uniform).
+    num_updates: int32 scalar, updates so far (0: ``p_model`` is not set yet).
+    probs_unlabeled: ``[batch_u, num_classes]`` weak-view probabilities.
+    probs_labeled: ``[batch_l, num_classes]`` labeled probabilities, or None.
+    momentum: the EMA decay :math:`\lambda`.
+
+  Returns:
+    ``(p_model, p_target, num_updates + 1)``.
+  """
+  _check_scalar_in_range("momentum", momentum, 0.0, 1.0)
+  _check_rank("probs_unlabeled", probs_unlabeled, 2, "[batch, num_classes]")
+  qu = jax.lax.stop_gradient(_check_float("probs_unlabeled", probs_unlabeled))
+  k = qu.shape[-1]
+  _check_shape("p_model", p_model, (k,), "[num_classes]")
+  _check_shape("p_target", p_target, (k,), "[num_classes]")
+  count = _check_int("num_updates", num_updates, (), "[] (a scalar)")
+  old = _check_float("p_model", p_model)
+  mean_u = jnp.mean(qu, axis=0)
+  new_model = jnp.where(count > 0, momentum * old + (1 - momentum) * mean_u, mean_u)
+  target = _check_float("p_target", p_target)
+  if probs_labeled is not None:
+    _check_rank("probs_labeled", probs_labeled, 2, "[batch, num_classes]")
+    ql = jax.lax.stop_gradient(_check_float("probs_labeled", probs_labeled))
+    _check_shape("probs_labeled", ql, (ql.shape[0], k), "[batch, num_classes]")
+    target = momentum * target + (1 - momentum) * jnp.mean(ql, axis=0)
+  return new_model, target, count + 1
+
+
+def align_distribution(probs: jax.typing.ArrayLike, p_model: jax.typing.ArrayLike,
+                       p_target: jax.typing.ArrayLike) -> jax.Array:
+  r"""Distribution alignment as USB writes it:
+  :math:`\tilde q \propto q\, (p_{target} + 10^{-6}) / (p_{model} + 10^{-6})`, renormalised.
+
+  Args:
+    probs: ``[batch, num_classes]`` probabilities.
+    p_model: ``[num_classes]`` running mean of the model's predictions.
+    p_target: ``[num_classes]`` target distribution.
+
+  Returns:
+    ``[batch, num_classes]`` float32 aligned probabilities (no gradient).
+  """
+  _check_rank("probs", probs, 2, "[batch, num_classes]")
+  q = jax.lax.stop_gradient(_check_float("probs", probs))
+  k = q.shape[-1]
+  _check_shape("p_model", p_model, (k,), "[num_classes]")
+  _check_shape("p_target", p_target, (k,), "[num_classes]")
+  ratio = (_check_float("p_target", p_target) + 1e-6) / (_check_float("p_model", p_model) + 1e-6)
+  aligned = q * jax.lax.stop_gradient(ratio)
+  return aligned / jnp.sum(aligned, axis=-1, keepdims=True)
+
+
+# ---------------------------------------------------------------------------
+# SoftMatch: truncated Gaussian weighting
+# ---------------------------------------------------------------------------
+
+
+def softmatch_update(mean: jax.typing.ArrayLike, variance: jax.typing.ArrayLike,
+                     confidence: jax.typing.ArrayLike, *, momentum: float = 0.999
+                     ) -> tuple[jax.Array, jax.Array]:
+  r"""SoftMatch's EMAs of the confidence's mean and (unbiased) variance.
+
+  .. math::
+    \hat\mu_t = \lambda \hat\mu_{t-1} + (1 - \lambda) \tfrac{1}{B} \textstyle\sum_b m_b,
+    \quad
+    \hat\sigma^2_t = \lambda \hat\sigma^2_{t-1} + (1 - \lambda)
+      \tfrac{1}{B - 1} \textstyle\sum_b (m_b - \bar m)^2
+
+  (paper Eq. 7; USB's ``SoftMatchWeightingHook.update`` with ``per_class=False``;
+  USB starts at :math:`\hat\mu_0 = 1/C`, :math:`\hat\sigma^2_0 = 1`).
+
+  Args:
+    mean: scalar :math:`\hat\mu_{t-1}`.
+    variance: scalar :math:`\hat\sigma^2_{t-1}`.
+    confidence: ``[batch]`` max class probabilities :math:`m_b`, batch >= 2.
+    momentum: the EMA decay :math:`\lambda`.
+
+  Returns:
+    ``(mean, variance)`` after the update, float32 scalars.
+  """
+  _check_scalar_in_range("momentum", momentum, 0.0, 1.0)
+  _check_rank("confidence", confidence, 1, "[batch]")
+  m = jax.lax.stop_gradient(_check_float("confidence", confidence))
+  if m.shape[0] < 2:
+    raise ValueError(f"`confidence` needs at least 2 examples for an unbiased variance, got "
+                     f"shape {m.shape}.")
+  _check_shape("mean", mean, (), "[] (a scalar)")
+  _check_shape("variance", variance, (), "[] (a scalar)")
+  new_mean = momentum * _check_float("mean", mean) + (1 - momentum) * jnp.mean(m)
+  new_var = (momentum * _check_float("variance", variance)
+             + (1 - momentum) * jnp.var(m, ddof=1))
+  return new_mean, new_var
+
+
+def softmatch_weights(confidence: jax.typing.ArrayLike, mean: jax.typing.ArrayLike,
+                      variance: jax.typing.ArrayLike, *, n_sigma: float = 2.0) -> jax.Array:
+  r"""SoftMatch's truncated Gaussian sample weights (paper Eq. 6, USB's ``masking``).
+
+  .. math::
+    \lambda(m_b) = \exp\Bigl(-\frac{\min(m_b - \hat\mu_t, 0)^2}
+      {2 \hat\sigma^2_t / n_\sigma^2}\Bigr)
+
+  1 for confidences at or above the mean, a Gaussian decay below it.
+
+  Args:
+    confidence: ``[batch]`` max class probabilities.
+    mean: scalar :math:`\hat\mu_t`.
+    variance: scalar :math:`\hat\sigma^2_t` (> 0).
+    n_sigma: the width divisor (USB 2).
+
+  Returns:
+    ``[batch]`` float32 weights in (0, 1] (no gradient).
+  """
+  _check_scalar_in_range("n_sigma", n_sigma, 0.0, float("inf"), low_inclusive=False)
+  _check_rank("confidence", confidence, 1, "[batch]")
+  m = jax.lax.stop_gradient(_check_float("confidence", confidence))
+  _check_shape("mean", mean, (), "[] (a scalar)")
+  _check_shape("variance", variance, (), "[] (a scalar)")
+  below = jnp.minimum(m - _check_float("mean", mean), 0.0)
+  return jnp.exp(-(below ** 2) / (2 * _check_float("variance", variance) / n_sigma ** 2))
