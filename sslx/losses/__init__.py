@@ -13,6 +13,7 @@ from sslx.losses.adaptive import (flexmatch_learning_effect, flexmatch_select, f
 from sslx.losses.adaptive import freematch_fairness_loss, freematch_thresholds, freematch_update
 from sslx.losses.adaptive import (align_distribution, distribution_alignment_update,
                                   softmatch_update, softmatch_weights)
+from sslx.losses.adaptive import relative_threshold
 from sslx.losses.classification import accuracy, cross_entropy
 from sslx.losses.consistency import fixmatch_consistency, softmax_mse
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
@@ -27,6 +28,7 @@ __all__ += ["flexmatch_learning_effect", "flexmatch_select", "flexmatch_threshol
 __all__ += ["freematch_fairness_loss", "freematch_thresholds", "freematch_update"]
 __all__ += ["align_distribution", "distribution_alignment_update", "softmatch_update",
             "softmatch_weights"]
+__all__ += ["relative_threshold"]
 
 
 def __getattr__(name: str):

@@ -459,3 +459,26 @@ def softmatch_weights(confidence: jax.typing.ArrayLike, mean: jax.typing.ArrayLi
   _check_shape("variance", variance, (), "[] (a scalar)")
   below = jnp.minimum(m - _check_float("mean", mean), 0.0)
   return jnp.exp(-(below ** 2) / (2 * _check_float("variance", variance) / n_sigma ** 2))
+
+
+# ---------------------------------------------------------------------------
+# AdaMatch: relative threshold
+# ---------------------------------------------------------------------------
+
+
+def relative_threshold(probs_labeled: jax.typing.ArrayLike, *, threshold: float = 0.95
+                       ) -> jax.Array:
+  r"""AdaMatch's relative confidence threshold
+  :math:`c_\tau = \tau \cdot \tfrac{1}{B_l} \sum_b \max_c p^{l}_{bc}` (paper Eq. 5).
+
+  Args:
+    probs_labeled: ``[batch_l, num_classes]`` probabilities of the weak labeled views.
+    threshold: the relative cut-off :math:`\tau` (USB ``p_cutoff``).
+
+  Returns:
+    A float32 scalar threshold (no gradient).
+  """
+  _check_scalar_in_range("threshold", threshold, 0.0, 1.0)
+  _check_rank("probs_labeled", probs_labeled, 2, "[batch, num_classes]")
+  p = jax.lax.stop_gradient(_check_float("probs_labeled", probs_labeled))
+  return threshold * jnp.mean(jnp.max(p, axis=-1))
