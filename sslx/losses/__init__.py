@@ -14,6 +14,7 @@ from sslx.losses.adaptive import freematch_fairness_loss, freematch_thresholds, 
 from sslx.losses.adaptive import (align_distribution, distribution_alignment_update,
                                   softmatch_update, softmatch_weights)
 from sslx.losses.adaptive import relative_threshold
+from sslx.losses.adaptive import dash_selection, dash_threshold
 from sslx.losses.classification import accuracy, cross_entropy
 from sslx.losses.consistency import fixmatch_consistency, softmax_mse
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
@@ -29,6 +30,7 @@ __all__ += ["freematch_fairness_loss", "freematch_thresholds", "freematch_update
 __all__ += ["align_distribution", "distribution_alignment_update", "softmatch_update",
             "softmatch_weights"]
 __all__ += ["relative_threshold"]
+__all__ += ["dash_selection", "dash_threshold"]
 
 
 def __getattr__(name: str):

@@ -482,3 +482,76 @@ def relative_threshold(probs_labeled: jax.typing.ArrayLike, *, threshold: float 
   _check_rank("probs_labeled", probs_labeled, 2, "[batch, num_classes]")
   p = jax.lax.stop_gradient(_check_float("probs_labeled", probs_labeled))
   return threshold * jnp.mean(jnp.max(p, axis=-1))
+
+
+# ---------------------------------------------------------------------------
+# Dash: dynamic threshold on the loss
+# ---------------------------------------------------------------------------
+
+
+def dash_threshold(ssl_step: jax.typing.ArrayLike, rho_init: jax.typing.ArrayLike, *,
+                   c: float = 1.0001, gamma: float = 1.27, rho_min: float = 0.05,
+                   update_every: int = 10240) -> jax.Array:
+  r"""Dash's dynamic loss threshold (paper Eq. 4, USB's ``DashThresholdingHook.update``).
+
+  .. math::
+    \rho_t = \max\bigl(C\, \gamma^{-\lfloor t / n \rfloor}\, \hat\rho,\ \rho_{min}\bigr)
+
+  with :math:`t` the step of the semi-supervised stage (0 after warm-up) and :math:`n` the
+  update period (USB: every 10 epochs, ``10 * num_iter_per_epoch``); the paper's
+  :math:`\gamma^{-(t-1)}` counts updates from 1. USB keeps a counter of updates; the
+  closed form here gives the same sequence and needs no state.
+
+  Args:
+    ssl_step: int scalar :math:`t \ge 0`.
+    rho_init: scalar :math:`\hat\rho`, the loss of the warmed-up model.
+    c, gamma: the schedule's constants (:math:`C > 0`, :math:`\gamma > 1`).
+    rho_min: the floor of the threshold (> 0).
+    update_every: the period :math:`n` in steps (>= 1).
+
+  Returns:
+    A float32 scalar :math:`\rho_t`.
+  """
+  _check_scalar_in_range("c", c, 0.0, float("inf"), low_inclusive=False)
+  _check_scalar_in_range("gamma", gamma, 1.0, float("inf"))
+  _check_scalar_in_range("rho_min", rho_min, 0.0, float("inf"), low_inclusive=False)
+  if not isinstance(update_every, int) or update_every < 1:
+    raise ValueError(f"`update_every` must be an int >= 1, got {update_every!r}.")
+  _check_shape("ssl_step", ssl_step, (), "[] (a scalar)")
+  _check_shape("rho_init", rho_init, (), "[] (a scalar)")
+  updates = jnp.maximum(jnp.asarray(ssl_step, jnp.int32), 0) // update_every
+  rho = c * jnp.power(jnp.float32(gamma), -updates.astype(jnp.float32)) * _check_float(
+      "rho_init", rho_init)
+  return jnp.maximum(rho, rho_min)
+
+
+def dash_selection(logits_weak: jax.typing.ArrayLike, rho: jax.typing.ArrayLike, *,
+                   hard_label: jax.typing.ArrayLike, temperature: float = 0.5
+                   ) -> tuple[jax.Array, jax.Array]:
+  r"""Dash's pseudo-label targets and mask: keep an example when its weak-view loss is at
+  most :math:`\rho_t` (USB's ``DashThresholdingHook.masking``).
+
+  .. math::
+    t_b = \mathrm{onehot}(\arg\max z_b) \text{ (hard) or } \mathrm{softmax}(z_b / T),
+    \qquad \mathrm{mask}_b = \mathbb{1}[\mathrm{H}(t_b, \mathrm{softmax}(z_b)) \le \rho_t]
+
+  USB switches to hard labels once :math:`\rho_t` reaches :math:`\rho_{min}`; pass that as
+  ``hard_label`` (a traced bool is fine).
+
+  Args:
+    logits_weak: ``[batch, num_classes]`` weak-view logits (no gradient).
+    rho: scalar threshold :math:`\rho_t`.
+    hard_label: bool scalar, one-hot targets instead of sharpened ones.
+    temperature: :math:`T > 0` of the soft targets (USB 0.5).
+
+  Returns:
+    ``(mask, targets)``: ``[batch]`` float32 0/1 and ``[batch, num_classes]`` float32.
+  """
+  _check_scalar_in_range("temperature", temperature, 0.0, float("inf"), low_inclusive=False)
+  _check_rank("logits_weak", logits_weak, 2, "[batch, num_classes]")
+  z = jax.lax.stop_gradient(_check_float("logits_weak", logits_weak))
+  _check_shape("rho", rho, (), "[] (a scalar)")
+  hard = jax.nn.one_hot(jnp.argmax(z, axis=-1), z.shape[-1], dtype=jnp.float32)
+  targets = jnp.where(jnp.asarray(hard_label, bool), hard, jax.nn.softmax(z / temperature, -1))
+  loss_w = -jnp.sum(targets * jax.nn.log_softmax(z, axis=-1), axis=-1)
+  return (loss_w <= rho).astype(jnp.float32), targets
