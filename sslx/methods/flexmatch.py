@@ -50,6 +50,10 @@ def init_state(options, info):
 
 def flexmatch_loss(ctx: Context):
   opts, state = ctx.options, ctx.state
+  if "unlabeled_indices" not in ctx.batch:  # streamed batches carry no pool positions
+    raise ValueError("flexmatch keeps a label per example of the unlabeled pool and needs the "
+                     "pool on the devices (data.streaming=False): the batch has no "
+                     "'unlabeled_indices'")
   logits_weak = jax.lax.stop_gradient(ctx.outputs["unlabeled_weak"]["logits"].astype(jnp.float32))
   probs = jax.nn.softmax(logits_weak, axis=-1)
   pseudo_labels = jnp.argmax(probs, axis=-1).astype(jnp.int32)

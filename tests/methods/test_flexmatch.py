@@ -171,3 +171,11 @@ def test_smoke_step_updates_the_pool_state_and_it_survives_a_checkpoint(tmp_path
   for got in (restored, back):
     np.testing.assert_array_equal(got["selected_labels"], fm["selected_labels"])
     np.testing.assert_array_equal(got["learning_effect"], fm["learning_effect"])
+
+
+def test_streamed_batches_without_pool_positions_are_refused():
+  import types
+  ctx = types.SimpleNamespace(options=flexmatch.OPTIONS, state=None,
+                              batch={"unlabeled_images": jnp.zeros((2, 8, 8, 1))})
+  with pytest.raises(ValueError, match="unlabeled_indices"):
+    flexmatch.flexmatch_loss(ctx)
