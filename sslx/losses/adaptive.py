@@ -312,7 +312,10 @@ def freematch_fairness_loss(logits_strong: jax.typing.ArrayLike, mask: jax.typin
                                 * _inverse_or_zero(_check_float("label_hist", label_hist)))
   model = model / jnp.sum(model)
   mean = jnp.sum(w[:, None] * p_s, axis=0) / safe_n * _inverse_or_zero(hist_s)
-  mean = mean / jnp.maximum(jnp.sum(mean), 1e-30)
+  # With no example masked in, `mean` is 0: divide by 1 rather than by a tiny floor, whose
+  # square underflows and turns the (masked-out) gradient into 0 * inf = NaN.
+  total = jnp.sum(mean)
+  mean = mean / jnp.where(total > 0, total, 1.0)
   loss = jnp.sum(model * jnp.log(mean + 1e-12))
   return jnp.where(n > 0, loss, 0.0)
 

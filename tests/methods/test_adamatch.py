@@ -102,6 +102,7 @@ def test_smoke_step_and_state_survive_a_checkpoint(tmp_path):
   np.testing.assert_allclose(float(jnp.sum(am["p_target"])), 1.0, rtol=1e-5)
   assert 0 < float(metrics["adamatch/relative_threshold"]) <= 0.95
   assert np.isfinite(float(metrics["loss/adamatch"]))
+  assert np.isfinite(float(metrics["grad_norm"]))
   assert {"adamatch/mask_rate", "adamatch/pseudo_label_accuracy"} <= set(metrics)
   restored = flax.serialization.from_state_dict(am, flax.serialization.to_state_dict(
       jax.tree.map(np.asarray, am)))

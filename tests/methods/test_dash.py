@@ -110,7 +110,7 @@ def test_warmup_estimates_rho_hat_then_selects_and_state_survives_a_checkpoint(t
   assert [h["dash/mask_rate"] for h in history[:2]] == [0, 0]
   np.testing.assert_allclose([h["dash/rho"] for h in history[2:]],
                              [max(1.0001 * rho_hat, 0.05)] * 2, rtol=1e-5)
-  assert all(np.isfinite(h["loss/dash"]) for h in history)
+  assert all(np.isfinite(h["loss/dash"]) and np.isfinite(h["grad_norm"]) for h in history)
   assert "dash/pseudo_label_accuracy" in history[-1]
   ds = state.method_state["dash"]
   assert int(ds["warmup_batches"]) == 2

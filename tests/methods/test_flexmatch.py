@@ -158,6 +158,7 @@ def test_smoke_step_updates_the_pool_state_and_it_survives_a_checkpoint(tmp_path
       1 - used / exp.pool_sizes["unlabeled"])
   assert float(metrics["flexmatch/mask_rate"]) == 1.0  # thresholds start at 0
   assert np.isfinite(float(metrics["loss/flexmatch"]))
+  assert np.isfinite(float(metrics["grad_norm"]))
   assert {f"flexmatch/threshold/{c}" for c in range(10)} <= set(metrics)
   assert "flexmatch/pseudo_label_accuracy" in metrics
   # The state round-trips through the checkpoint format and an orbax checkpoint, exactly.

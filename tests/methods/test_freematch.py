@@ -126,6 +126,10 @@ def test_fairness_loss_matches_usb_entropy_loss():
   np.testing.assert_allclose(freematch_fairness_loss(jnp.zeros((2, 2)), jnp.ones(2), jnp.ones(2),
                                                      jnp.ones(2)), 0.5 * np.log(1e-12), rtol=1e-5)
   assert float(freematch_fairness_loss(logits, np.zeros(10, np.float32), p_model, hist)) == 0.0
+  # ... and its gradient is 0, not NaN (the first steps of a run mask everything out).
+  g0 = jax.grad(lambda z: freematch_fairness_loss(z, np.zeros(10, np.float32), p_model, hist))(
+      logits)
+  np.testing.assert_array_equal(g0, np.zeros_like(logits))
   grad = jax.grad(lambda z: freematch_fairness_loss(z, mask, p_model, hist))(logits)
   assert np.isfinite(grad).all() and np.abs(grad[mask == 0]).sum() == 0
   assert np.abs(grad).sum() > 0
@@ -156,6 +160,7 @@ def test_smoke_step_updates_the_emas_and_they_survive_a_checkpoint(tmp_path):
                              float(fm["global_threshold"]))
   np.testing.assert_allclose(float(jnp.sum(fm["label_hist"])), 0.5 * 10 + 0.5, rtol=1e-5)
   assert np.isfinite(float(metrics["loss/freematch"]))
+  assert np.isfinite(float(metrics["grad_norm"]))
   np.testing.assert_allclose(float(metrics["loss/freematch"]),
                              float(metrics["freematch/consistency"])
                              + 0.01 * float(metrics["freematch/fairness"]), rtol=1e-5)

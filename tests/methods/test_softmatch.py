@@ -120,6 +120,7 @@ def test_smoke_step_weights_and_state_survive_a_checkpoint(tmp_path):
   np.testing.assert_allclose(float(sm["conf_mean"]), float(metrics["softmatch/conf_mean"]))
   assert 0 < float(metrics["softmatch/mask_rate"]) <= 1
   assert np.isfinite(float(metrics["loss/softmatch"]))
+  assert np.isfinite(float(metrics["grad_norm"]))
   assert "softmatch/pseudo_label_accuracy" in metrics
   restored = flax.serialization.from_state_dict(sm, flax.serialization.to_state_dict(
       jax.tree.map(np.asarray, sm)))
