@@ -8,13 +8,12 @@ here (``sslx.losses.knn_graph`` ...) still resolve, with a ``DeprecationWarning`
 """
 
 from sslx.losses import graph as _graph
-from sslx.losses.adaptive import (flexmatch_learning_effect, flexmatch_select, flexmatch_thresholds,
-                                  masked_pseudo_label_loss, pseudo_label_diagnostics)
-from sslx.losses.adaptive import freematch_fairness_loss, freematch_thresholds, freematch_update
-from sslx.losses.adaptive import (align_distribution, distribution_alignment_update,
-                                  softmatch_update, softmatch_weights)
-from sslx.losses.adaptive import relative_threshold
-from sslx.losses.adaptive import dash_selection, dash_threshold
+from sslx.losses.adaptive import (align_distribution, dash_selection, dash_threshold,
+                                  distribution_alignment_update, flexmatch_learning_effect,
+                                  flexmatch_select, flexmatch_thresholds,
+                                  freematch_fairness_loss, freematch_thresholds, freematch_update,
+                                  masked_pseudo_label_loss, pseudo_label_diagnostics,
+                                  relative_threshold, softmatch_update, softmatch_weights)
 from sslx.losses.classification import accuracy, cross_entropy
 from sslx.losses.consistency import fixmatch_consistency, softmax_mse
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
@@ -24,13 +23,23 @@ from sslx.losses.self_supervised import byol_loss
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
            "weighted_pseudo_label_loss"]
-__all__ += ["flexmatch_learning_effect", "flexmatch_select", "flexmatch_thresholds",
-            "masked_pseudo_label_loss", "pseudo_label_diagnostics"]
-__all__ += ["freematch_fairness_loss", "freematch_thresholds", "freematch_update"]
-__all__ += ["align_distribution", "distribution_alignment_update", "softmatch_update",
-            "softmatch_weights"]
-__all__ += ["relative_threshold"]
-__all__ += ["dash_selection", "dash_threshold"]
+__all__ += [  # the adaptive-threshold family (sslx/losses/adaptive.py)
+    "align_distribution",
+    "dash_selection",
+    "dash_threshold",
+    "distribution_alignment_update",
+    "flexmatch_learning_effect",
+    "flexmatch_select",
+    "flexmatch_thresholds",
+    "freematch_fairness_loss",
+    "freematch_thresholds",
+    "freematch_update",
+    "masked_pseudo_label_loss",
+    "pseudo_label_diagnostics",
+    "relative_threshold",
+    "softmatch_update",
+    "softmatch_weights",
+]
 
 
 def __getattr__(name: str):
