@@ -97,7 +97,7 @@ def flexmatch_learning_effect(selected_labels: jax.typing.ArrayLike,
   Args:
     selected_labels: ``[pool]`` int32 in ``[-1, num_classes)``.
     previous_effect: ``[num_classes]`` the effect before this update (zeros at start).
-    threshold_warmup: count the unused -1s in the normaliser (paper Eq. 11).
+    threshold_warmup: count the unused -1s in the normaliser (the paper's threshold warm-up).
 
   Returns:
     ``[num_classes]`` float32 :math:`\beta` in ``[0, 1]``.
@@ -118,7 +118,7 @@ def flexmatch_thresholds(learning_effect: jax.typing.ArrayLike, *,
                          threshold: float = 0.95) -> jax.Array:
   r"""Per-class thresholds :math:`\mathcal{T}_c = \tau\, \beta_c / (2 - \beta_c)`.
 
-  The convex mapping :math:`\mathcal{M}(x) = x / (2 - x)` of the paper (Eq. 7), as the
+  The convex mapping :math:`\mathcal{M}(x) = x / (2 - x)` of the paper, as the
   official code applies it: at :math:`\beta_c = 0` the threshold is 0, every prediction
   of that class is used.
 
@@ -216,7 +216,7 @@ def freematch_update(global_threshold: jax.typing.ArrayLike, class_probs: jax.ty
     \tilde h_t = \lambda \tilde h_{t-1} + (1 - \lambda)\,
       \mathrm{hist}(\arg\max_c q_{bc}) / B
 
-  (paper Eqs. 5, 6 and the label histogram of the fairness loss). USB options: the 0.8
+  (the paper's global and local estimates, and the label histogram of the fairness loss). USB options: the 0.8
   quantile of the confidences instead of their mean (``use_quantile``) and
   :math:`\tau_t` clipped to [0, 0.95] (``clip_threshold``); both off by default.
 
@@ -251,7 +251,7 @@ def freematch_update(global_threshold: jax.typing.ArrayLike, class_probs: jax.ty
 def freematch_thresholds(global_threshold: jax.typing.ArrayLike,
                          class_probs: jax.typing.ArrayLike) -> jax.Array:
   r"""Self-adaptive class thresholds :math:`\tau_t(c) = \tau_t\, \tilde p_t(c) / \max_{c'}
-  \tilde p_t(c')` (paper Eq. 7, MaxNorm of the local estimate).
+  \tilde p_t(c')` (the paper's MaxNorm of the local estimate).
 
   Args:
     global_threshold: scalar :math:`\tau_t`.
@@ -274,7 +274,7 @@ def _inverse_or_zero(x):
 def freematch_fairness_loss(logits_strong: jax.typing.ArrayLike, mask: jax.typing.ArrayLike,
                             class_probs: jax.typing.ArrayLike,
                             label_hist: jax.typing.ArrayLike) -> jax.Array:
-  r"""FreeMatch's self-adaptive fairness term (paper Eq. 9), as USB's ``entropy_loss``.
+  r"""FreeMatch's self-adaptive fairness term, as USB's ``entropy_loss``.
 
   Over the masked-in strong-view predictions :math:`p_b` with mean :math:`\bar p` and
   histogram of their argmax :math:`\bar h` (fractions),
@@ -410,7 +410,7 @@ def softmatch_update(mean: jax.typing.ArrayLike, variance: jax.typing.ArrayLike,
     \hat\sigma^2_t = \lambda \hat\sigma^2_{t-1} + (1 - \lambda)
       \tfrac{1}{B - 1} \textstyle\sum_b (m_b - \bar m)^2
 
-  (paper Eq. 7; USB's ``SoftMatchWeightingHook.update`` with ``per_class=False``;
+  (USB's ``SoftMatchWeightingHook.update`` with ``per_class=False``;
   USB starts at :math:`\hat\mu_0 = 1/C`, :math:`\hat\sigma^2_0 = 1`).
 
   Args:
@@ -438,7 +438,7 @@ def softmatch_update(mean: jax.typing.ArrayLike, variance: jax.typing.ArrayLike,
 
 def softmatch_weights(confidence: jax.typing.ArrayLike, mean: jax.typing.ArrayLike,
                       variance: jax.typing.ArrayLike, *, n_sigma: float = 2.0) -> jax.Array:
-  r"""SoftMatch's truncated Gaussian sample weights (paper Eq. 6, USB's ``masking``).
+  r"""SoftMatch's truncated Gaussian sample weights (USB's ``masking``).
 
   .. math::
     \lambda(m_b) = \exp\Bigl(-\frac{\min(m_b - \hat\mu_t, 0)^2}
@@ -472,7 +472,7 @@ def softmatch_weights(confidence: jax.typing.ArrayLike, mean: jax.typing.ArrayLi
 def relative_threshold(probs_labeled: jax.typing.ArrayLike, *, threshold: float = 0.95
                        ) -> jax.Array:
   r"""AdaMatch's relative confidence threshold
-  :math:`c_\tau = \tau \cdot \tfrac{1}{B_l} \sum_b \max_c p^{l}_{bc}` (paper Eq. 5).
+  :math:`c_\tau = \tau \cdot \tfrac{1}{B_l} \sum_b \max_c p^{l}_{bc}`.
 
   Args:
     probs_labeled: ``[batch_l, num_classes]`` probabilities of the weak labeled views.
@@ -495,7 +495,7 @@ def relative_threshold(probs_labeled: jax.typing.ArrayLike, *, threshold: float 
 def dash_threshold(ssl_step: jax.typing.ArrayLike, rho_init: jax.typing.ArrayLike, *,
                    c: float = 1.0001, gamma: float = 1.27, rho_min: float = 0.05,
                    update_every: int = 10240) -> jax.Array:
-  r"""Dash's dynamic loss threshold (paper Eq. 4, USB's ``DashThresholdingHook.update``).
+  r"""Dash's dynamic loss threshold (USB's ``DashThresholdingHook.update``).
 
   .. math::
     \rho_t = \max\bigl(C\, \gamma^{-\lfloor t / n \rfloor}\, \hat\rho,\ \rho_{min}\bigr)

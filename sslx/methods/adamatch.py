@@ -1,7 +1,7 @@
 """AdaMatch (Berthelot et al., ICLR 2022): relative threshold and distribution alignment.
 
 The confidence threshold is relative to how confident the model is on labeled data, and
-the weak-view predictions are aligned to the labeled class distribution (paper Eqs. 4, 5):
+the weak-view predictions are aligned to the labeled class distribution:
 
   q~_b propto q_b * (p_target + 1e-6) / (p_model + 1e-6)     (distribution alignment)
   c_tau = tau * mean_{b in labeled} max_c p^l_bc                (relative threshold)

@@ -2,7 +2,7 @@
 
 After a supervised warm-up that estimates the loss rho_hat of the warmed-up model, an
 unlabeled example is used when the loss of its weak view against its own pseudo-label is
-at most a threshold that shrinks geometrically (paper Eqs. 3, 4):
+at most a threshold that shrinks geometrically:
 
   t_b = softmax(z_b / T)  (hard one-hot once rho_t = rho_min)
   mask_b = 1[H(t_b, softmax(z_b)) <= rho_t],  rho_t = max(C gamma^-floor(t / n) rho_hat, rho_min)

@@ -3,7 +3,7 @@
 FixMatch's fixed threshold becomes one per class, scaled by how well the class is
 learned. The method keeps, for every example of the unlabeled pool, the class it was last
 predicted with confidence >= tau (-1 if never); with sigma_c the number of examples
-selected as class c, the learning effect and thresholds are (paper Eqs. 6, 7, 11)
+selected as class c, the learning effect and thresholds are
 
   beta_c = sigma_c / max(max_c' sigma_c', N - sum_c' sigma_c')   (threshold warm-up)
   T_c = tau * M(beta_c),   M(x) = x / (2 - x)                    (convex mapping)

@@ -1,14 +1,14 @@
 """FreeMatch (Wang et al., ICLR 2023): self-adaptive thresholds and fairness.
 
 The threshold follows the model's confidence. From the weak-view probabilities q_b of
-each unlabeled batch the method keeps EMAs (decay lambda = ``ema_p``, paper Eqs. 5-7)
+each unlabeled batch the method keeps EMAs (decay lambda = ``ema_p``)
 
   tau_t   = lambda tau_{t-1} + (1 - lambda) mean_b max_c q_bc     (global)
   p~_t(c) = lambda p~_{t-1}(c) + (1 - lambda) mean_b q_bc          (local, per class)
   tau_t(c) = tau_t * p~_t(c) / max_c' p~_t(c')                     (self-adaptive threshold)
 
 masks the hard pseudo-label of example b in when max_c q_bc >= tau_t(argmax q_b), and
-adds the self-adaptive fairness term (Eq. 9) with weight ``fairness_weight``:
+adds the self-adaptive fairness term with weight ``fairness_weight``:
 
   L = (1/B) sum_b mask_b CE(argmax q_b, strong_b) + w_f L_f,
   L_f = sum_c SumNorm(p~_t / h~_t)_c log SumNorm(p_bar / h_bar)_c
@@ -16,7 +16,8 @@ adds the self-adaptive fairness term (Eq. 9) with weight ``fairness_weight``:
 (p_bar, h_bar: mean probability and argmax histogram of the masked-in strong views; h~_t
 an EMA of the weak argmax histogram). Following USB's ``FreeMatchThresholingHook`` (the
 authors' code) rather than the paper's text:
-- the EMAs start at tau_0 = 1, p~_0 = h~_0 = ones (the paper: 1/C), and are updated with
+- the EMAs start at tau_0 = 1, p~_0 = h~_0 = ones (USB has the division by C commented
+  out; the paper starts at 1/C), and are updated with
   the current batch *before* its mask is computed;
 - ``fairness_weight`` is USB's ``ent_loss_ratio`` (0.01, the argument default) relative to
   lambda_u, the weight of this term in ``loss.terms`` (USB: 1); L_f is 0 in a batch with

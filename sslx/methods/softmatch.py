@@ -1,7 +1,7 @@
 """SoftMatch (Chen et al., ICLR 2023): truncated Gaussian weighting, uniform alignment.
 
 Instead of a hard threshold, each pseudo-label gets a weight from a Gaussian on its
-confidence, truncated at the running mean (paper Eqs. 6, 7):
+confidence, truncated at the running mean:
 
   m_b = max_c q~_bc,   lambda(m_b) = exp(-min(m_b - mu_t, 0)^2 / (2 sigma_t^2 / n_sigma^2))
   mu_t = l mu_{t-1} + (1 - l) mean_b m_b,   sigma_t^2 = l sigma_{t-1}^2 + (1 - l) var_b m_b
