@@ -17,8 +17,8 @@ adds the self-adaptive fairness term with weight ``fairness_weight``:
 an EMA of the weak argmax histogram). Following USB's ``FreeMatchThresholingHook`` (the
 authors' code) rather than the paper's text:
 - the EMAs start at tau_0 = 1, p~_0 = h~_0 = ones (USB has the division by C commented
-  out; the paper starts at 1/C), and are updated with
-  the current batch *before* its mask is computed;
+  out; the paper starts at 1/C), and are updated with the current batch *before* its
+  mask is computed;
 - ``fairness_weight`` is USB's ``ent_loss_ratio`` (0.01, the argument default) relative to
   lambda_u, the weight of this term in ``loss.terms`` (USB: 1); L_f is 0 in a batch with
   no example masked in;
