@@ -131,6 +131,9 @@ ROWS = {
     "rotation_knn": ("Rotation prediction + weighted kNN on the labeled subset",
                      trainer_row("rotation_digits", "knn_accuracy",
                                  shares_runs_of="rotation_linear_probe")),
+    **{name: (title, trainer_row(f"{name}_digits", "test_accuracy_ema")) for name, title in (
+        ("flexmatch", "FlexMatch"), ("freematch", "FreeMatch"), ("softmatch", "SoftMatch"),
+        ("dash", "Dash"), ("adamatch", "AdaMatch"))},
 }
 
 
