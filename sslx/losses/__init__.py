@@ -19,6 +19,7 @@ from sslx.losses.consistency import fixmatch_consistency, softmax_mse
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
 from sslx.losses.graph import weighted_pseudo_label_loss
 from sslx.losses.self_supervised import byol_loss
+from sslx.losses.self_supervised import simsiam_loss
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -40,6 +41,7 @@ __all__ += [  # the adaptive-threshold family (sslx/losses/adaptive.py)
     "softmatch_update",
     "softmatch_weights",
 ]
+__all__ += ["simsiam_loss"]
 
 
 def __getattr__(name: str):

@@ -26,7 +26,8 @@ def _check_pair(prediction, target):
 
 
 def _normalize(x):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), _EPS)
+  # x / max(||x||, eps) through the squared norm: ||x||'s gradient is NaN at x = 0.
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), _EPS * _EPS))
 
 
 def byol_loss(prediction: jax.Array, target: jax.Array) -> jax.Array:
@@ -55,3 +56,31 @@ def byol_loss(prediction: jax.Array, target: jax.Array) -> jax.Array:
   prediction, target = _check_pair(prediction, target)
   cos = jnp.sum(_normalize(prediction) * _normalize(jax.lax.stop_gradient(target)), axis=-1)
   return jnp.mean(2.0 - 2.0 * cos)
+
+
+def simsiam_loss(prediction: jax.Array, target: jax.Array) -> jax.Array:
+  """SimSiam's negative cosine similarity, ``-mean_i cos(p_i, z_i)``, target under stop-gradient.
+
+  .. math::
+    \\mathcal{D}(p, z) = -\\frac{1}{B} \\sum_i \\frac{p_i}{\\|p_i\\|} \\cdot
+    \\frac{\\mathrm{sg}(z_i)}{\\|z_i\\|}
+
+  Chen & He, CVPR 2021, Eq. 1 with the stop-gradient of Eq. 3. The method symmetrises,
+  ``(D(p_1, z_2) + D(p_2, z_1)) / 2``, as the official ``main_simsiam.py`` does; with that
+  halving its loss lies in ``[-1, 1]`` and is -1 at perfect agreement. It is BYOL's
+  loss up to ``2 - 2 cos`` (:func:`byol_loss`), without a momentum target.
+
+  Args:
+    prediction: ``[batch, dim]`` predictor outputs ``h(f(x_1))``.
+    target: ``[batch, dim]`` projections ``f(x_2)`` of the other view (no gradient flows).
+
+  Returns:
+    A scalar in ``[-1, 1]``.
+
+  Example::
+
+    loss = 0.5 * (simsiam_loss(p1, z2) + simsiam_loss(p2, z1))
+  """
+  prediction, target = _check_pair(prediction, target)
+  cos = jnp.sum(_normalize(prediction) * _normalize(jax.lax.stop_gradient(target)), axis=-1)
+  return -jnp.mean(cos)
