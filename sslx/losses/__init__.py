@@ -20,6 +20,7 @@ from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, un
 from sslx.losses.graph import weighted_pseudo_label_loss
 from sslx.losses.self_supervised import byol_loss
 from sslx.losses.self_supervised import simsiam_loss
+from sslx.losses.decorrelation import barlow_twins_loss
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -42,6 +43,7 @@ __all__ += [  # the adaptive-threshold family (sslx/losses/adaptive.py)
     "softmatch_weights",
 ]
 __all__ += ["simsiam_loss"]
+__all__ += ["barlow_twins_loss"]
 
 
 def __getattr__(name: str):
