@@ -21,6 +21,7 @@ from sslx.losses.graph import weighted_pseudo_label_loss
 from sslx.losses.self_supervised import byol_loss
 from sslx.losses.self_supervised import simsiam_loss
 from sslx.losses.decorrelation import barlow_twins_loss
+from sslx.losses.decorrelation import vicreg_loss
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -44,6 +45,7 @@ __all__ += [  # the adaptive-threshold family (sslx/losses/adaptive.py)
 ]
 __all__ += ["simsiam_loss"]
 __all__ += ["barlow_twins_loss"]
+__all__ += ["vicreg_loss"]
 
 
 def __getattr__(name: str):

@@ -115,3 +115,81 @@ def barlow_twins_loss(z1: jax.typing.ArrayLike, z2: jax.typing.ArrayLike, *,
   c = cross_correlation(z1, z2, axis_name=axis_name)
   on_diag = jnp.sum(jnp.square(1.0 - jnp.diagonal(c)))
   return on_diag + jnp.asarray(lambda_offdiag, jnp.float32) * _off_diagonal_sq_sum(c)
+
+
+def vicreg_terms(z1: jax.typing.ArrayLike, z2: jax.typing.ArrayLike, *,
+                 axis_name: Optional[Hashable] = None) -> dict[str, jax.Array]:
+  r"""VICReg's three unweighted terms: ``{'invariance', 'variance', 'covariance'}``.
+
+  As the official ``facebookresearch/vicreg`` code (``main_vicreg.py``), with ``N`` the
+  (global) batch and ``D`` the dimension:
+
+  .. math::
+    s = \frac{1}{N D} \sum_{n,d} (z_{1,nd} - z_{2,nd})^2, \qquad
+    v = \sum_{k=1,2} \frac{1}{2D} \sum_d \max\Big(0, 1 - \sqrt{\mathrm{Var}(z_{k,\cdot d}) +
+    10^{-4}}\Big), \qquad
+    c = \sum_{k=1,2} \frac{1}{D} \sum_{i \ne j} C(z_k)_{ij}^2
+
+  with the *unbiased* variance and ``C(z) = (z - \bar z)^\top (z - \bar z) / (N - 1)``.
+  The official code takes ``s`` on each GPU's own rows (DDP averages its gradients) and
+  ``v``, ``c`` on the all-gathered batch; with equal shards both are the whole batch's,
+  which is what `axis_name` computes here.
+
+  Args:
+    z1, z2: ``[batch, dim]`` embeddings (expander outputs) of the two views.
+    axis_name: mapped batch axis to reduce over (module docstring), or None.
+
+  Returns:
+    float32 scalars; ``variance`` in ``[0, 1]``.
+  """
+  z1, z2 = _check_pair("vicreg_loss", z1, z2)
+  _check_batch("vicreg_loss", z1, axis_name)
+  n = _global_batch(z1.shape[0], axis_name)
+  d = z1.shape[1]
+  invariance = jnp.sum(_batch_sum(jnp.square(z1 - z2), axis_name)) / (n * d)
+
+  def variance_covariance(z):
+    zc = z - _batch_sum(z, axis_name) / n
+    std = jnp.sqrt(_batch_sum(jnp.square(zc), axis_name) / (n - 1) + 1e-4)
+    local = zc.T @ zc
+    cov = (local if axis_name is None else jax.lax.psum(local, axis_name)) / (n - 1)
+    return jnp.mean(jax.nn.relu(1.0 - std)) / 2.0, _off_diagonal_sq_sum(cov) / d
+
+  v1, c1 = variance_covariance(z1)
+  v2, c2 = variance_covariance(z2)
+  return {"invariance": invariance, "variance": v1 + v2, "covariance": c1 + c2}
+
+
+def vicreg_loss(z1: jax.typing.ArrayLike, z2: jax.typing.ArrayLike, *,
+                sim_coeff: float | jax.typing.ArrayLike = 25.0,
+                std_coeff: float | jax.typing.ArrayLike = 25.0,
+                cov_coeff: float | jax.typing.ArrayLike = 1.0,
+                axis_name: Optional[Hashable] = None) -> jax.Array:
+  r"""VICReg (Bardes, Ponce & LeCun, ICLR 2022): invariance, variance and covariance terms.
+
+  .. math::
+    \mathcal{L} = \lambda\, s(z_1, z_2) + \mu\, v + \nu\, c
+
+  with the terms of :func:`vicreg_terms` and the official defaults ``lambda = mu = 25``,
+  ``nu = 1``. The variance hinge keeps every unit's std near 1 (no collapse), the
+  covariance term decorrelates units; no negatives, predictor or momentum network.
+
+  Args:
+    z1, z2: ``[batch, dim]`` embeddings of the two views.
+    sim_coeff, std_coeff, cov_coeff: weights of the three terms, each >= 0.
+    axis_name: mapped batch axis to reduce over (module docstring), or None.
+
+  Returns:
+    A scalar >= 0.
+
+  Example::
+
+    loss = vicreg_loss(out['view_1']['projection'], out['view_2']['projection'])
+  """
+  for name, value in (("sim_coeff", sim_coeff), ("std_coeff", std_coeff),
+                      ("cov_coeff", cov_coeff)):
+    _check_nonnegative(name, value)
+  t = vicreg_terms(z1, z2, axis_name=axis_name)
+  f = lambda x: jnp.asarray(x, jnp.float32)
+  return (f(sim_coeff) * t["invariance"] + f(std_coeff) * t["variance"]
+          + f(cov_coeff) * t["covariance"])

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from sslx.losses import barlow_twins_loss
-from sslx.losses.decorrelation import cross_correlation
+from sslx.losses import barlow_twins_loss, vicreg_loss
+from sslx.losses.decorrelation import cross_correlation, vicreg_terms
 
 
 def _views(n=12, d=6, seed=0):
@@ -88,6 +88,69 @@ def test_barlow_twins_invariances_and_gradients(jit_barlow):
   assert got.dtype == jnp.float32
 
 
+def _official_vicreg(x, y, sim, std, cov):
+  """main_vicreg.py: mse; x - mean; sqrt(unbiased var + 1e-4); relu(1 - std) means / 2;
+  cov = x.T @ x / (N - 1); off-diagonal squares summed / D, for both views."""
+  x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+  n, d = x.shape
+  repr_loss = ((x - y) ** 2).mean()
+  x, y = x - x.mean(0), y - y.mean(0)
+  std_x, std_y = np.sqrt(x.var(0, ddof=1) + 1e-4), np.sqrt(y.var(0, ddof=1) + 1e-4)
+  std_loss = np.maximum(0, 1 - std_x).mean() / 2 + np.maximum(0, 1 - std_y).mean() / 2
+  off = ~np.eye(d, dtype=bool)
+  cov_x, cov_y = x.T @ x / (n - 1), y.T @ y / (n - 1)
+  cov_loss = (cov_x[off] ** 2).sum() / d + (cov_y[off] ** 2).sum() / d
+  return sim * repr_loss + std * std_loss + cov * cov_loss
+
+
+@pytest.fixture(scope="module")
+def jit_vicreg():
+  return jax.jit(lambda a, b, s, v, c: vicreg_loss(a, b, sim_coeff=s, std_coeff=v, cov_coeff=c))
+
+
+def test_vicreg_matches_the_official_formula(jit_vicreg):
+  for seed, coeffs in ((0, (25.0, 25.0, 1.0)), (1, (1.0, 0.0, 0.0)), (2, (0.0, 1.0, 0.0)),
+                       (3, (0.0, 0.0, 1.0))):
+    z1, z2 = _views(seed=seed)
+    z1 = z1 * np.float32(0.3)  # some units below std 1, so the hinge is active
+    np.testing.assert_allclose(jit_vicreg(z1, z2, *coeffs), _official_vicreg(z1, z2, *coeffs),
+                               rtol=2e-5, err_msg=str(coeffs))
+  z1, z2 = _views()
+  np.testing.assert_allclose(vicreg_loss(z1, z2), _official_vicreg(z1, z2, 25, 25, 1), rtol=2e-5)
+  np.testing.assert_allclose(jit_vicreg(z1, z2, 25.0, 25.0, 1.0), vicreg_loss(z1, z2), rtol=1e-6)
+
+
+def test_vicreg_hand_values(jit_vicreg):
+  # Unit 0 has unbiased variance 2 (std > 1: no hinge); unit 1 is constant (std 0.01:
+  # hinge 0.99, mean over D = 2 units then / 2, for each view: 0.495 in all).
+  z1 = jnp.array([[1.0, 0.0], [-1.0, 0.0]])
+  z2 = z1 + jnp.array([0.0, 1.0])  # invariance: (0 + 1 + 0 + 1) / (N D = 4) = 0.5
+  t = vicreg_terms(z1, z2)
+  np.testing.assert_allclose([t["invariance"], t["variance"], t["covariance"]],
+                             [0.5, 0.495, 0.0], rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(jit_vicreg(z1, z2, 25.0, 25.0, 1.0), 25 * 0.5 + 25 * 0.495,
+                             rtol=1e-6)
+  # Two identical units: covariance [[2, 2], [2, 2]], off-diagonal 2 * 2^2 / D = 4 per view.
+  z = jnp.array([[1.0, 1.0], [-1.0, -1.0]])
+  np.testing.assert_allclose(jit_vicreg(z, z, 25.0, 25.0, 1.0), 8.0, rtol=1e-6)
+
+
+def test_vicreg_invariances_and_gradients(jit_vicreg):
+  z1, z2 = _views(seed=4)
+  z1 = z1 * np.float32(0.3)
+  base = jit_vicreg(z1, z2, 25.0, 25.0, 1.0)
+  perm = np.random.default_rng(1).permutation(len(z1))
+  np.testing.assert_allclose(jit_vicreg(z1[perm], z2[perm], 25.0, 25.0, 1.0), base, rtol=1e-5)
+  np.testing.assert_allclose(jit_vicreg(z2, z1, 25.0, 25.0, 1.0), base, rtol=1e-5)
+  assert abs(float(jit_vicreg(z1[perm], z2, 25.0, 25.0, 1.0) - base)) > 1e-1  # pairs matter
+  check_grads(lambda a, b: vicreg_loss(a, b), (z1, z2), order=1, modes=["rev"],
+              atol=1e-2, rtol=1e-2)
+  # Collapsed embeddings: the sqrt stays differentiable (the 1e-4) and the hinge pushes out.
+  grads = jax.grad(vicreg_loss, argnums=(0, 1))(jnp.ones((6, 4)), jnp.ones((6, 4)))
+  assert all(np.isfinite(np.asarray(g)).all() for g in grads)
+  assert vicreg_loss(z1.astype(jnp.bfloat16), z2).dtype == jnp.float32
+
+
 @pytest.mark.parametrize("call, match", [
     (lambda: barlow_twins_loss(jnp.ones((4, 3)), jnp.ones((4, 2))),
      r"`z1` and `z2` must have the same shape, got \(4, 3\) and \(4, 2\)"),
@@ -98,6 +161,11 @@ def test_barlow_twins_invariances_and_gradients(jit_barlow):
      r"batch of at least 2, got `z1` of shape \(1, 3\)"),
     (lambda: barlow_twins_loss(jnp.ones((4, 3)), jnp.ones((4, 3)), lambda_offdiag=-0.1),
      r"`lambda_offdiag` must be a scalar >= 0"),
+    (lambda: vicreg_loss(jnp.ones((4, 3)), jnp.ones((4, 3)), std_coeff=-1.0),
+     r"`std_coeff` must be a scalar >= 0"),
+    (lambda: vicreg_loss(jnp.ones((1, 3)), jnp.ones((1, 3))),
+     r"vicreg_loss: batch statistics need a batch of at least 2"),
+    (lambda: vicreg_loss(jnp.ones((4, 3)), jnp.ones((5, 3))), r"must have the same shape"),
 ])
 def test_errors_name_the_argument(call, match):
   with pytest.raises(ValueError, match=match):
@@ -165,7 +233,7 @@ def multi_device():
   return json.loads(line[len("RESULT"):])
 
 
-@pytest.mark.parametrize("name", ["barlow_twins"])
+@pytest.mark.parametrize("name", ["barlow_twins", "vicreg"])
 def test_multi_device_equals_the_whole_batch(multi_device, name):
   scale = multi_device[f"{name}_value_scale"]
   assert multi_device[f"{name}_value"] < 1e-5 * max(1.0, scale)
