@@ -22,6 +22,7 @@ from sslx.losses.self_supervised import byol_loss
 from sslx.losses.self_supervised import simsiam_loss
 from sslx.losses.decorrelation import barlow_twins_loss
 from sslx.losses.decorrelation import vicreg_loss
+from sslx.losses.momentum_contrast import moco_infonce
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -46,6 +47,7 @@ __all__ += [  # the adaptive-threshold family (sslx/losses/adaptive.py)
 __all__ += ["simsiam_loss"]
 __all__ += ["barlow_twins_loss"]
 __all__ += ["vicreg_loss"]
+__all__ += ["moco_infonce"]
 
 
 def __getattr__(name: str):

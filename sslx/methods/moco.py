@@ -1,0 +1,137 @@
+"""MoCo v3 (Chen, Xie & He, ICCV 2021): queries from a predictor, keys from a momentum encoder.
+
+Two views ``x_1, x_2`` of each unlabeled image go through the shared online encoder +
+projection head (sslx's one forward pass) and a predictor MLP ``q`` (an extra module of
+this method, trained with the model); a momentum encoder ``f_k`` (encoder + projection
+head, a target tree of this method, ``state.method_params['moco']['momentum_encoder']``)
+embeds both views as keys. The loss is the symmetric InfoNCE of
+:func:`sslx.losses.moco_infonce`, in-batch negatives, scaled by ``2T``::
+
+  L = ctr(q(f(x_1)), f_k(x_2)) + ctr(q(f(x_2)), f_k(x_1)),
+  ctr(q, k) = 2T * CE(cos(q, k^T) / T, labels = diagonal)
+
+Follows the official code (``facebookresearch/moco-v3``, ``moco/builder.py`` and
+``main_moco.py``):
+
+* the predictor is its ``_build_mlp(2, dim, mlp_dim, dim)``: ``Dense(hidden, no bias) ->
+  BatchNorm -> ReLU -> Dense(dim, no bias) -> BatchNorm(no scale, no bias)``
+  (:class:`Predictor`; ``predictor_hidden_dim`` 4096 as ``--moco-mlp-dim``);
+* ``temperature`` 1.0 (``--moco-t``; the ViT recipes use 0.2);
+* the momentum ``m`` goes from ``base_momentum`` 0.99 (``--moco-m``) to 1 on a half cosine
+  over the run when ``cosine_momentum`` (``--moco-m-cos``, used by every published recipe)
+  and stays constant otherwise; the code updates the momentum encoder at the *start* of
+  each step with that step's ``m``, before computing keys. sslx updates targets after
+  each step, so this method hands the trainer ``m(step + 1)``: the keys of step ``k`` come
+  from exactly the official tree ``m(k) * f_k + (1 - m(k)) * f`` with ``f`` the parameters
+  that step ``k`` starts from.
+
+Where sslx differs: the projector is sslx's projection head (``model.projection_layers``
+Dense layers, BN+ReLU between, a linear output with bias; the code's ends in a BatchNorm
+without affine); the online network sees both views (and the labeled batch of the online
+probe) in one forward pass and the momentum encoder both views in one pass, so BatchNorm
+statistics span both views rather than one view at a time (as in :mod:`sslx.methods.byol`).
+The v2 queue of negatives is not implemented. The encoder, not the momentum encoder, is
+what the linear probe and kNN evaluate (the official ``main_lincls.py`` does the same).
+
+Diagnostics: ``accuracy`` (the fraction of queries whose own key is the most similar,
+both directions) and ``momentum``.
+"""
+
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from sslx.losses.momentum_contrast import moco_infonce, moco_logits
+from sslx.methods.base import Context, Extra, Method, Target, View, register
+
+OPTIONS = ml_collections.ConfigDict(dict(
+    temperature=1.0,  # --moco-t (ResNet recipes 1.0, ViT 0.2)
+    base_momentum=0.99,  # --moco-m
+    cosine_momentum=True,  # --moco-m-cos: m -> 1 on a half cosine over the run
+    predictor_hidden_dim=4096,  # --moco-mlp-dim
+    views="simclr",  # 'simclr': two SimCLR views; 'strong': two RandAugment views
+))
+
+_VIEW_PAIRS = {
+    "simclr": ("unlabeled_simclr_1", "unlabeled_simclr_2"),
+    "strong": ("unlabeled_strong", "unlabeled_strong_2"),
+}
+
+
+class Predictor(nn.Module):
+  """MoCo v3's 2-layer predictor; its output BatchNorm has no scale or bias."""
+  hidden_dim: int
+  out_dim: int
+
+  @nn.compact
+  def __call__(self, x, *, train: bool):
+    x = nn.Dense(self.hidden_dim, use_bias=False)(x)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+    x = nn.Dense(self.out_dim, use_bias=False)(x)
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, use_scale=False,
+                        use_bias=False)(x)
+
+
+def momentum(step, num_steps: int, base: float, cosine: bool = True):
+  """MoCo v3's ``adjust_moco_momentum``: ``1 - (1 - base) * (1 + cos(pi t / T)) / 2`` (cosine)
+  or ``base``."""
+  if not cosine:
+    return jnp.full((), base, jnp.float32)
+  return 1.0 - (1.0 - base) * (1.0 + jnp.cos(math.pi * step / num_steps)) / 2.0
+
+
+def _views(options):
+  first, second = _VIEW_PAIRS[options.views]
+  augment = "simclr" if options.views == "simclr" else "strong"
+  return {first: View("unlabeled", augment), second: View("unlabeled", augment)}
+
+
+def moco_method_loss(ctx: Context):
+  o = ctx.options
+  first, second = _VIEW_PAIRS[o.views]
+  q1 = ctx.extra("predictor", ctx.outputs[first]["projection"])
+  q2 = ctx.extra("predictor", ctx.outputs[second]["projection"])
+  n = ctx.images[first].shape[0]
+  keys = ctx.forward(jnp.concatenate([ctx.images[first], ctx.images[second]]),
+                     params="momentum_encoder", train=True)["projection"]
+  k1, k2 = keys[:n], keys[n:]
+  loss = (moco_infonce(q1, k2, temperature=o.temperature)
+          + moco_infonce(q2, k1, temperature=o.temperature))
+  hits = []
+  for q, k in ((q1, k2), (q2, k1)):
+    logits, positive = moco_logits(jax.lax.stop_gradient(q), k)
+    hits.append(jnp.argmax(logits, axis=-1) == positive)
+  accuracy = jnp.mean(jnp.concatenate(hits).astype(jnp.float32))
+  m = momentum(ctx.step, ctx.num_steps, o.base_momentum, o.cosine_momentum)
+  return loss, {"accuracy": accuracy, "momentum": m}
+
+
+def option_errors(options) -> list[str]:
+  errors = []
+  t = options.temperature
+  if not isinstance(t, (int, float)) or isinstance(t, bool) or not t > 0:
+    errors.append(f"moco.temperature must be a number > 0, got {t!r}")
+  b = options.base_momentum
+  if not isinstance(b, (int, float)) or isinstance(b, bool) or not 0 <= b <= 1:
+    errors.append(f"moco.base_momentum must be in [0, 1], got {b!r}")
+  if not isinstance(options.cosine_momentum, bool):
+    errors.append(f"moco.cosine_momentum must be True or False, got {options.cosine_momentum!r}")
+  h = options.predictor_hidden_dim
+  if not isinstance(h, int) or isinstance(h, bool) or h < 1:
+    errors.append(f"moco.predictor_hidden_dim must be an int >= 1, got {h!r}")
+  if options.views not in _VIEW_PAIRS:
+    errors.append(f"moco.views={options.views!r} is unknown; choose one of {tuple(_VIEW_PAIRS)}")
+  return errors
+
+
+METHOD = register(Method(
+    name="moco", loss=moco_method_loss, options=OPTIONS, option_errors=option_errors,
+    views=_views, needs_projection=True,
+    extras=lambda options, info: {"predictor": Extra(
+        Predictor(options.predictor_hidden_dim, info.projection_dim), input="projection")},
+    # m(step + 1): the official code updates at the start of a step, sslx after the previous.
+    targets=lambda options: {"momentum_encoder": Target(momentum=lambda step, n: momentum(
+        step + 1, n, options.base_momentum, options.cosine_momentum))}))
