@@ -23,6 +23,7 @@ from sslx.losses.self_supervised import simsiam_loss
 from sslx.losses.decorrelation import barlow_twins_loss
 from sslx.losses.decorrelation import vicreg_loss
 from sslx.losses.momentum_contrast import moco_infonce
+from sslx.losses.momentum_contrast import moco_enqueue, moco_v2_infonce
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -48,6 +49,7 @@ __all__ += ["simsiam_loss"]
 __all__ += ["barlow_twins_loss"]
 __all__ += ["vicreg_loss"]
 __all__ += ["moco_infonce"]
+__all__ += ["moco_enqueue", "moco_v2_infonce"]
 
 
 def __getattr__(name: str):

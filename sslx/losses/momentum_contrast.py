@@ -74,3 +74,93 @@ def moco_infonce(query: jax.typing.ArrayLike, key: jax.typing.ArrayLike, *,
   if axis_name is not None:
     loss = jax.lax.pmean(loss, axis_name)
   return 2.0 * jnp.asarray(temperature, jnp.float32) * loss
+
+
+def moco_v2_infonce(query: jax.typing.ArrayLike, key: jax.typing.ArrayLike,
+                    queue: jax.typing.ArrayLike, *,
+                    temperature: float | jax.typing.ArrayLike = 0.2,
+                    axis_name: Optional[Hashable] = None) -> jax.Array:
+  r"""MoCo v2's InfoNCE (He et al., CVPR 2020, Eq. 1): own key positive, queue negatives.
+
+  .. math::
+    \mathcal{L} = \frac{1}{N} \sum_i -\log \frac{\exp(u_i^\top v_i / T)}
+      {\exp(u_i^\top v_i / T) + \sum_{j=1}^{K} \exp(u_i^\top m_j / T)}
+
+  with :math:`u, v` the l2-normalised queries and keys (keys under stop-gradient) and
+  :math:`m_j` the ``K`` queued keys of earlier steps (``facebookresearch/moco``,
+  ``builder.py``: logits ``[l_pos, l_neg] / T``, cross-entropy at label 0; no ``2T``
+  factor; ``T = 0.2`` in v2). Other keys of the batch are *not* negatives.
+
+  Args:
+    query: ``[batch, dim]`` online embeddings.
+    key: ``[batch, dim]`` momentum-encoder embeddings of the other view (no gradient).
+    queue: ``[K, dim]`` earlier keys (l2-normalised, as :func:`moco_enqueue` stores them;
+      no gradient). Replicated: every device holds the same queue.
+    temperature: :math:`T > 0`.
+    axis_name: mapped batch axis, or None; with it the value is the mean over the whole
+      batch (the queue needs no gather: it is the same everywhere).
+
+  Returns:
+    A scalar float32 >= 0.
+  """
+  query, key = _check_pair("moco_v2_infonce", query, key)
+  _check_temperature(temperature)
+  queue = jnp.asarray(queue, jnp.float32)
+  if queue.ndim != 2 or queue.shape[1] != query.shape[1] or queue.shape[0] < 1:
+    raise ValueError(f"`queue` must be [K >= 1, dim = {query.shape[1]}], got shape "
+                     f"{queue.shape}.")
+  inv_t = 1.0 / jnp.asarray(temperature, jnp.float32)
+  q = _l2_normalize(query) * inv_t
+  k = _l2_normalize(jax.lax.stop_gradient(key))
+  positive = jnp.sum(q * k, axis=-1)  # [n]
+  negatives = q @ jax.lax.stop_gradient(queue).T  # [n, K]
+  logits = jnp.concatenate([positive[:, None], negatives], axis=-1)
+  loss = jnp.mean(jax.nn.logsumexp(logits, axis=-1) - positive)
+  if axis_name is not None:
+    loss = jax.lax.pmean(loss, axis_name)
+  return loss
+
+
+def _gather_replicated(x, axis_name):
+  """``all_gather(x, tiled=True)`` as a psum of zero-padded shards: the same values, but
+  typed as replicated over `axis_name` (``shard_map``'s ``out_specs=P()`` accepts it; an
+  all-gather's result is typed per-device), so a replicated queue can be returned."""
+  n = x.shape[0]
+  devices = jax.lax.psum(1, axis_name)
+  rows = jax.lax.axis_index(axis_name) * n + jnp.arange(n)
+  return jax.lax.psum(jnp.zeros((devices * n,) + x.shape[1:], x.dtype).at[rows].set(x),
+                      axis_name)
+
+
+def moco_enqueue(queue: jax.Array, pointer: jax.Array, keys: jax.typing.ArrayLike, *,
+                 axis_name: Optional[Hashable] = None) -> tuple[jax.Array, jax.Array]:
+  """MoCo's ``_dequeue_and_enqueue``: the newest keys replace the oldest rows of the queue.
+
+  ``keys`` (l2-normalised here, under stop-gradient) are written at rows ``pointer,
+  pointer + 1, ...`` modulo ``K`` and the pointer advances by their number. With
+  `axis_name` the keys of every device are gathered first (in device order, as the
+  official ``concat_all_gather``), so every device writes the same rows and the
+  replicated queue stays identical across devices (and is typed as replicated, so
+  ``shard_map(..., out_specs=P())`` can return it). Unlike the official code ``K`` need
+  not be a multiple of the batch (writes wrap around).
+
+  Args:
+    queue: ``[K, dim]`` float32.
+    pointer: int32 scalar, the next row to overwrite.
+    keys: ``[batch, dim]`` this step's keys (the local shard with `axis_name`).
+    axis_name: mapped batch axis, or None.
+
+  Returns:
+    ``(new queue, new pointer)``.
+  """
+  keys = _l2_normalize(jax.lax.stop_gradient(jnp.asarray(keys, jnp.float32)))
+  if axis_name is not None:
+    keys = _gather_replicated(keys, axis_name)
+  size = queue.shape[0]
+  if keys.ndim != 2 or keys.shape[1] != queue.shape[1]:
+    raise ValueError(f"`keys` must be [batch, dim = {queue.shape[1]}], got shape {keys.shape}.")
+  if keys.shape[0] > size:
+    raise ValueError(f"`queue` of {size} rows cannot take a batch of {keys.shape[0]} keys; "
+                     f"make the queue at least as large as the (global) batch of keys.")
+  rows = (pointer + jnp.arange(keys.shape[0])) % size
+  return queue.at[rows].set(keys), ((pointer + keys.shape[0]) % size).astype(jnp.int32)

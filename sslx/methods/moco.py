@@ -30,8 +30,21 @@ Dense layers, BN+ReLU between, a linear output with bias; the code's ends in a B
 without affine); the online network sees both views (and the labeled batch of the online
 probe) in one forward pass and the momentum encoder both views in one pass, so BatchNorm
 statistics span both views rather than one view at a time (as in :mod:`sslx.methods.byol`).
-The v2 queue of negatives is not implemented. The encoder, not the momentum encoder, is
+The encoder, not the momentum encoder, is
 what the linear probe and kNN evaluate (the official ``main_lincls.py`` does the same).
+
+``queue_size > 0`` turns on MoCo v2's queue (He et al., CVPR 2020; ``facebookresearch/moco``):
+each query's negatives are the ``queue_size`` keys of earlier steps instead of the other
+keys of the batch, with v2's loss (:func:`sslx.losses.moco_v2_infonce`: no ``2T`` factor;
+v2 uses ``temperature`` 0.2 and a constant momentum 0.999). Predictor and symmetric loss
+stay (a v3/v2 hybrid, as solo-learn's ``mocov2plus`` symmetrises v2), and as there the
+queue is kept per view (``state.method_state['moco']['queue']``, ``[2, K, dim]``): query 1
+meets key 2 and view 2's queue, and each view's keys are enqueued after the loss. The
+queue starts as random unit vectors (as the official ``randn`` + normalize, from a fixed
+key) and, under sslx's jit over the mesh, is replicated and updated with the global batch
+of keys, so it is identical on every device by construction (:func:`moco_enqueue` does the
+same inside ``shard_map`` via ``axis_name``). ``queue_size`` must be at least the global
+batch of unlabeled images.
 
 Diagnostics: ``accuracy`` (the fraction of queries whose own key is the most similar,
 both directions) and ``momentum``.
@@ -44,7 +57,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from sslx.losses.momentum_contrast import moco_infonce, moco_logits
+from sslx.losses.momentum_contrast import (moco_enqueue, moco_infonce, moco_logits,
+                                           moco_v2_infonce)
 from sslx.methods.base import Context, Extra, Method, Target, View, register
 
 OPTIONS = ml_collections.ConfigDict(dict(
@@ -53,6 +67,7 @@ OPTIONS = ml_collections.ConfigDict(dict(
     cosine_momentum=True,  # --moco-m-cos: m -> 1 on a half cosine over the run
     predictor_hidden_dim=4096,  # --moco-mlp-dim
     views="simclr",  # 'simclr': two SimCLR views; 'strong': two RandAugment views
+    queue_size=0,  # > 0: MoCo v2's queue of negatives (v2: 65536), per view
 ))
 
 _VIEW_PAIRS = {
@@ -89,6 +104,14 @@ def _views(options):
   return {first: View("unlabeled", augment), second: View("unlabeled", augment)}
 
 
+def init_state(options, info):
+  if not options.queue_size:
+    return {}
+  queue = jax.random.normal(jax.random.key(0), (2, options.queue_size, info.projection_dim))
+  return {"queue": queue / jnp.linalg.norm(queue, axis=-1, keepdims=True),
+          "pointer": jnp.zeros((), jnp.int32)}
+
+
 def moco_method_loss(ctx: Context):
   o = ctx.options
   first, second = _VIEW_PAIRS[o.views]
@@ -98,15 +121,31 @@ def moco_method_loss(ctx: Context):
   keys = ctx.forward(jnp.concatenate([ctx.images[first], ctx.images[second]]),
                      params="momentum_encoder", train=True)["projection"]
   k1, k2 = keys[:n], keys[n:]
-  loss = (moco_infonce(q1, k2, temperature=o.temperature)
-          + moco_infonce(q2, k1, temperature=o.temperature))
-  hits = []
-  for q, k in ((q1, k2), (q2, k1)):
-    logits, positive = moco_logits(jax.lax.stop_gradient(q), k)
-    hits.append(jnp.argmax(logits, axis=-1) == positive)
-  accuracy = jnp.mean(jnp.concatenate(hits).astype(jnp.float32))
   m = momentum(ctx.step, ctx.num_steps, o.base_momentum, o.cosine_momentum)
-  return loss, {"accuracy": accuracy, "momentum": m}
+  if not o.queue_size:
+    loss = (moco_infonce(q1, k2, temperature=o.temperature)
+            + moco_infonce(q2, k1, temperature=o.temperature))
+    hits = []
+    for q, k in ((q1, k2), (q2, k1)):
+      logits, positive = moco_logits(jax.lax.stop_gradient(q), k)
+      hits.append(jnp.argmax(logits, axis=-1) == positive)
+    accuracy = jnp.mean(jnp.concatenate(hits).astype(jnp.float32))
+    return loss, {"accuracy": accuracy, "momentum": m}
+  queue = ctx.state["queue"]
+  loss = (moco_v2_infonce(q1, k2, queue[1], temperature=o.temperature)
+          + moco_v2_infonce(q2, k1, queue[0], temperature=o.temperature))
+  hits = []
+  unit = lambda x: x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+  for q, k, negatives in ((q1, k2, queue[1]), (q2, k1, queue[0])):
+    u, v = unit(jax.lax.stop_gradient(q)), unit(k)
+    hits.append(jnp.sum(u * v, -1) > jnp.max(u @ negatives.T, -1))  # beats every queued key
+  accuracy = jnp.mean(jnp.concatenate(hits).astype(jnp.float32))
+  new_queue = []
+  for view, k in enumerate((k1, k2)):
+    queue_v, pointer = moco_enqueue(queue[view], ctx.state["pointer"], k)
+    new_queue.append(queue_v)
+  state = {"queue": jnp.stack(new_queue), "pointer": pointer}
+  return loss, {"accuracy": accuracy, "momentum": m}, state
 
 
 def option_errors(options) -> list[str]:
@@ -122,6 +161,9 @@ def option_errors(options) -> list[str]:
   h = options.predictor_hidden_dim
   if not isinstance(h, int) or isinstance(h, bool) or h < 1:
     errors.append(f"moco.predictor_hidden_dim must be an int >= 1, got {h!r}")
+  k = options.queue_size
+  if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+    errors.append(f"moco.queue_size must be an int >= 0 (0: no queue), got {k!r}")
   if options.views not in _VIEW_PAIRS:
     errors.append(f"moco.views={options.views!r} is unknown; choose one of {tuple(_VIEW_PAIRS)}")
   return errors
@@ -129,7 +171,7 @@ def option_errors(options) -> list[str]:
 
 METHOD = register(Method(
     name="moco", loss=moco_method_loss, options=OPTIONS, option_errors=option_errors,
-    views=_views, needs_projection=True,
+    views=_views, needs_projection=True, init_state=init_state,
     extras=lambda options, info: {"predictor": Extra(
         Predictor(options.predictor_hidden_dim, info.projection_dim), input="projection")},
     # m(step + 1): the official code updates at the start of a step, sslx after the previous.

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from jax.test_util import check_grads
 
-from sslx.losses import moco_infonce
+from sslx.losses import moco_enqueue, moco_infonce, moco_v2_infonce
 
 
 def _pair(n=10, d=6, seed=0):
@@ -96,6 +96,62 @@ def test_errors_name_the_argument(call, match):
     call()
 
 
+def _official_v2(q, k, queue, t):
+  """moco builder.py: l_pos = q.k, l_neg = q @ queue; CE([l_pos, l_neg] / T, label 0)."""
+  q, k = np.asarray(q, np.float64), np.asarray(k, np.float64)
+  q /= np.linalg.norm(q, axis=1, keepdims=True)
+  k /= np.linalg.norm(k, axis=1, keepdims=True)
+  logits = np.concatenate([(q * k).sum(1, keepdims=True), q @ np.asarray(queue, np.float64).T],
+                          1) / t
+  m = logits.max(1, keepdims=True)
+  return np.mean(m[:, 0] + np.log(np.exp(logits - m).sum(1)) - logits[:, 0])
+
+
+def test_v2_loss_matches_the_official_formula_and_hand_values():
+  q, k = _pair(seed=5)
+  queue = np.random.default_rng(6).normal(size=(7, q.shape[1]))
+  queue = (queue / np.linalg.norm(queue, axis=1, keepdims=True)).astype(np.float32)
+  jit_v2 = jax.jit(lambda a, b, c, t: moco_v2_infonce(a, b, c, temperature=t))
+  for t in (0.2, 1.0):
+    np.testing.assert_allclose(jit_v2(q, k, queue, t), _official_v2(q, k, queue, t), rtol=1e-5)
+  np.testing.assert_allclose(moco_v2_infonce(q, k, queue), _official_v2(q, k, queue, 0.2),
+                             rtol=1e-5)
+  # Other keys of the batch are no negatives: permuting the batch's keys and queries
+  # together, or changing only which row is which, leaves the mean unchanged.
+  perm = np.random.default_rng(0).permutation(len(q))
+  np.testing.assert_allclose(jit_v2(q[perm], k[perm], queue, 0.2), jit_v2(q, k, queue, 0.2),
+                             rtol=1e-5)
+  e = np.eye(2, dtype=np.float32)
+  # q = k = e1, one queued key e2, T = 1: logits [1, 0] -> log(1 + e^-1).
+  np.testing.assert_allclose(jit_v2(e[:1], 2 * e[:1], e[1:], 1.0), np.log1p(np.exp(-1)),
+                             rtol=1e-6)
+  assert float(jnp.abs(jax.grad(lambda x: moco_v2_infonce(q, x, queue))(k)).sum()) == 0.0
+  assert float(jnp.abs(jax.grad(lambda x: moco_v2_infonce(q, k, x))(queue)).sum()) == 0.0
+  check_grads(lambda x: moco_v2_infonce(x, k, queue), (q,), order=1, modes=["rev"],
+              atol=1e-2, rtol=1e-2)
+  with pytest.raises(ValueError, match=r"`queue` must be \[K >= 1, dim = 6\], got shape \(7, 5\)"):
+    moco_v2_infonce(q, k, queue[:, :5])
+
+
+def test_enqueue_replaces_the_oldest_rows_and_wraps():
+  queue, pointer = jnp.zeros((5, 2)), jnp.zeros((), jnp.int32)
+  enqueue = jax.jit(moco_enqueue)
+  written = []
+  for step in range(4):  # 2 keys a step into 5 rows: rows 0-1, 2-3, 4-0, 1-2
+    keys = np.array([[step + 1.0, 0.0], [0.0, -(step + 1.0)]], np.float32)
+    queue, pointer = enqueue(queue, pointer, keys)
+    written.append(keys / np.abs(keys).sum(1, keepdims=True))  # unit rows
+  assert int(pointer) == 8 % 5
+  expected = np.zeros((5, 2), np.float32)
+  for step, rows in enumerate(([0, 1], [2, 3], [4, 0], [1, 2])):
+    expected[rows] = written[step]
+  np.testing.assert_allclose(queue, expected, rtol=1e-6)
+  with pytest.raises(ValueError, match=r"`queue` of 5 rows cannot take a batch of 6 keys"):
+    moco_enqueue(queue, pointer, jnp.ones((6, 2)))
+  with pytest.raises(ValueError, match=r"`keys` must be \[batch, dim = 2\], got shape \(2, 3\)"):
+    moco_enqueue(queue, pointer, jnp.ones((2, 3)))
+
+
 _CHILD = textwrap.dedent("""
     import json
     import jax, jax.numpy as jnp
@@ -130,6 +186,29 @@ _CHILD = textwrap.dedent("""
     g1 = jax.jit(jax.grad(lambda w: fn(x @ w, keys)))(w)
     out['grad_params'] = maxdiff(g, g1)
     out['grad_scale'] = float(jnp.max(jnp.abs(g1)))
+
+    # MoCo v2: the replicated queue gets the same (gathered) keys on every device.
+    from sslx.losses.momentum_contrast import moco_enqueue, moco_v2_infonce
+    queue = jax.random.normal(k[2], (24, 8))
+    queue = queue / jnp.linalg.norm(queue, axis=1, keepdims=True)
+    ptr = jnp.asarray(20, jnp.int32)  # the 16 keys wrap around
+    enq = jax.jit(jax.shard_map(lambda q, p, b: moco_enqueue(q, p, b, axis_name='data'),
+                                mesh=mesh, in_specs=(P(), P(), P('data')),
+                                out_specs=(P(), P())))
+    (q4, p4), (q1, p1) = enq(queue, ptr, keys), jax.jit(moco_enqueue)(queue, ptr, keys)
+    out['enqueue'] = maxdiff(q4, q1)
+    out['enqueue_pointer'] = [int(p4), int(p1)]
+    # Each device's copy of the queue: all four identical.
+    per_device = jax.jit(jax.shard_map(
+        lambda q, p, b: moco_enqueue(q, p, b, axis_name='data')[0][None], mesh=mesh,
+        in_specs=(P(), P(), P('data')), out_specs=P('data')))(queue, ptr, keys)
+    out['enqueue_devices_agree'] = maxdiff(per_device, jnp.broadcast_to(q1, per_device.shape))
+    v2 = lambda a, b, c, ax=None: moco_v2_infonce(a, b, c, temperature=0.2, axis_name=ax)
+    v2s = jax.jit(jax.shard_map(lambda a, b, c: v2(a, b, c, 'data'), mesh=mesh,
+                                in_specs=(P('data'), P('data'), P()), out_specs=P()))
+    out['v2_value'] = maxdiff(v2s(queries, keys, queue), jax.jit(v2)(queries, keys, queue))
+    out['v2_grad_q'] = maxdiff(jax.jit(jax.grad(v2s))(queries, keys, queue),
+                               jax.jit(jax.grad(v2))(queries, keys, queue))
     print('RESULT' + json.dumps(out))
 """)
 
@@ -146,3 +225,7 @@ def test_multi_device_equals_the_whole_batch():
   assert out["grad_q"] < 1e-6
   assert out["grad_scale"] > 1e-3
   assert out["grad_params"] < 1e-5
+  assert out["enqueue"] < 1e-6 and out["enqueue_devices_agree"] < 1e-6
+  assert out["enqueue_pointer"] == [(20 + 16) % 24] * 2
+  assert out["v2_value"] < 1e-5
+  assert out["v2_grad_q"] < 1e-6

@@ -56,7 +56,31 @@ def test_option_errors_name_the_field():
   options = moco.OPTIONS.copy_and_resolve_references()
   assert moco.option_errors(options) == []
   options.temperature, options.base_momentum, options.views = 0.0, 1.5, "weak"
+  options.queue_size = -1
   errors = moco.option_errors(options)
+  assert any("moco.queue_size" in e and "-1" in e for e in errors)
   assert any("moco.temperature" in e and "0.0" in e for e in errors)
   assert any("moco.base_momentum" in e and "1.5" in e for e in errors)
   assert any("moco.views='weak'" in e for e in errors)
+
+
+def test_queue_option_keeps_a_queue_per_view_of_unit_keys():
+  config = load_experiment("moco_digits", "smoke")
+  config.moco.queue_size = 20  # 16 unlabeled images a step: the second step wraps around
+  exp = experiment.setup(config, devices=jax.devices()[:1])
+  state = exp.state
+  queue0 = np.asarray(state.method_state["moco"]["queue"])
+  assert queue0.shape == (2, 20, config.model.projection_dim)
+  np.testing.assert_allclose(np.linalg.norm(queue0, axis=-1), 1.0, rtol=1e-5)
+  state, metrics = exp.train_step(state, exp.input.arrays)
+  queue1 = np.asarray(state.method_state["moco"]["queue"])
+  assert int(state.method_state["moco"]["pointer"]) == 16
+  assert not np.allclose(queue1[:, :16], queue0[:, :16], atol=1e-3)
+  np.testing.assert_array_equal(queue1[:, 16:], queue0[:, 16:])  # not reached yet
+  np.testing.assert_allclose(np.linalg.norm(queue1, axis=-1), 1.0, rtol=1e-5)
+  assert not np.allclose(queue1[0, :16], queue1[1, :16])  # two views, two queues
+  state, metrics = exp.train_step(state, exp.input.arrays)
+  assert int(state.method_state["moco"]["pointer"]) == 32 % 20
+  # v2's loss, both directions: each a cross-entropy over 1 + 20 logits, finite, > 0.
+  assert 0.0 < float(metrics["loss/moco"]) < 2 * (2 / config.moco.temperature + np.log(21))
+  assert 0.0 <= float(metrics["moco/accuracy"]) <= 1.0
