@@ -25,6 +25,8 @@ Diagnostics: ``on_diagonal`` (mean of C_ii, 1 when the views agree) and ``off_di
 (root mean square of C_ij, i != j, 0 when units are decorrelated).
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -62,8 +64,9 @@ def barlow_twins_method_loss(ctx: Context):
 def option_errors(options) -> list[str]:
   errors = []
   lam = options.lambda_offdiag
-  if not isinstance(lam, (int, float)) or isinstance(lam, bool) or lam < 0:
-    errors.append(f"barlow_twins.lambda_offdiag must be a number >= 0, got {lam!r}")
+  if (not isinstance(lam, (int, float)) or isinstance(lam, bool) or not math.isfinite(lam)
+      or lam < 0):
+    errors.append(f"barlow_twins.lambda_offdiag must be a finite number >= 0, got {lam!r}")
   if options.views not in _VIEW_PAIRS:
     errors.append(f"barlow_twins.views={options.views!r} is unknown; choose one of "
                   f"{tuple(_VIEW_PAIRS)}")

@@ -151,8 +151,8 @@ def moco_method_loss(ctx: Context):
 def option_errors(options) -> list[str]:
   errors = []
   t = options.temperature
-  if not isinstance(t, (int, float)) or isinstance(t, bool) or not t > 0:
-    errors.append(f"moco.temperature must be a number > 0, got {t!r}")
+  if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 < t < math.inf:
+    errors.append(f"moco.temperature must be a finite number > 0, got {t!r}")
   b = options.base_momentum
   if not isinstance(b, (int, float)) or isinstance(b, bool) or not 0 <= b <= 1:
     errors.append(f"moco.base_momentum must be in [0, 1], got {b!r}")

@@ -24,6 +24,8 @@ Diagnostics: the three unweighted terms ``invariance``, ``variance`` (0 once eve
 std is >= 1) and ``covariance``.
 """
 
+import math
+
 import jax
 import ml_collections
 
@@ -63,8 +65,8 @@ def option_errors(options) -> list[str]:
   errors = []
   for name in ("sim_coeff", "std_coeff", "cov_coeff"):
     v = options[name]
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-      errors.append(f"vicreg.{name} must be a number >= 0, got {v!r}")
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
+      errors.append(f"vicreg.{name} must be a finite number >= 0, got {v!r}")
   if options.views not in _VIEW_PAIRS:
     errors.append(f"vicreg.views={options.views!r} is unknown; choose one of "
                   f"{tuple(_VIEW_PAIRS)}")

@@ -1,6 +1,8 @@
 """Barlow Twins through the trainer: one smoke step of experiments/barlow_twins_digits.py
 (the loss itself is tested in tests/losses/test_decorrelation.py)."""
 
+import math
+
 import jax
 import numpy as np
 import pytest
@@ -40,3 +42,12 @@ def test_option_errors_name_the_field():
     config = load_experiment("barlow_twins_digits", "smoke")
     config.barlow_twins.lambda_offdiag = -0.5
     experiment.setup(config, devices=jax.devices()[:1])
+
+
+@pytest.mark.parametrize("field", ['lambda_offdiag'])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_options_are_refused(field, bad):
+  from sslx.config import config_errors
+  config = load_experiment("barlow_twins_digits", "smoke")
+  config.barlow_twins[field] = bad
+  assert any(f"barlow_twins.{field}" in e for e in config_errors(config))

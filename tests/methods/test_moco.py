@@ -2,6 +2,8 @@
 steps with the official ordering (m of the step it is used in), the predictor as the
 method's own module (the loss itself is in tests/losses/test_momentum_contrast.py)."""
 
+import math
+
 import jax
 import numpy as np
 import pytest
@@ -84,3 +86,12 @@ def test_queue_option_keeps_a_queue_per_view_of_unit_keys():
   # v2's loss, both directions: each a cross-entropy over 1 + 20 logits, finite, > 0.
   assert 0.0 < float(metrics["loss/moco"]) < 2 * (2 / config.moco.temperature + np.log(21))
   assert 0.0 <= float(metrics["moco/accuracy"]) <= 1.0
+
+
+@pytest.mark.parametrize("field", ['temperature', 'base_momentum'])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_options_are_refused(field, bad):
+  from sslx.config import config_errors
+  config = load_experiment("moco_digits", "smoke")
+  config.moco[field] = bad
+  assert any(f"moco.{field}" in e for e in config_errors(config))

@@ -1,6 +1,8 @@
 """VICReg through the trainer: one smoke step of experiments/vicreg_digits.py (the loss
 itself is tested in tests/losses/test_decorrelation.py)."""
 
+import math
+
 import jax
 import numpy as np
 import pytest
@@ -41,3 +43,12 @@ def test_option_errors_name_the_field():
     config = load_experiment("vicreg_digits", "smoke")
     config.vicreg.std_coeff = -1.0
     experiment.setup(config, devices=jax.devices()[:1])
+
+
+@pytest.mark.parametrize("field", ['sim_coeff', 'std_coeff', 'cov_coeff'])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_options_are_refused(field, bad):
+  from sslx.config import config_errors
+  config = load_experiment("vicreg_digits", "smoke")
+  config.vicreg[field] = bad
+  assert any(f"vicreg.{field}" in e for e in config_errors(config))
