@@ -131,6 +131,9 @@ def moco_method_loss(ctx: Context):
       hits.append(jnp.argmax(logits, axis=-1) == positive)
     accuracy = jnp.mean(jnp.concatenate(hits).astype(jnp.float32))
     return loss, {"accuracy": accuracy, "momentum": m}
+  if o.queue_size < n:  # static shapes: raised when the step is traced, before training
+    raise ValueError(f"moco.queue_size ({o.queue_size}) must be at least the unlabeled batch "
+                     f"({n} images), the keys one step enqueues per view")
   queue = ctx.state["queue"]
   loss = (moco_v2_infonce(q1, k2, queue[1], temperature=o.temperature)
           + moco_v2_infonce(q2, k1, queue[0], temperature=o.temperature))

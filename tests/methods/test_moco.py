@@ -54,6 +54,15 @@ def test_momentum_encoder_is_an_ema_with_the_official_momentum_and_the_predictor
   assert 0.0 <= float(metrics["moco/accuracy"]) <= 1.0
 
 
+def test_a_queue_smaller_than_the_batch_is_refused_naming_the_field():
+  config = load_experiment("moco_digits", "smoke")
+  config.moco.queue_size = 8  # the smoke batch has 16 unlabeled images
+  exp = experiment.setup(config, devices=jax.devices()[:1])
+  with pytest.raises(ValueError, match=r"moco.queue_size \(8\) must be at least the unlabeled "
+                                       r"batch \(16 images\)"):
+    exp.train_step(exp.state, exp.input.arrays)
+
+
 def test_option_errors_name_the_field():
   options = moco.OPTIONS.copy_and_resolve_references()
   assert moco.option_errors(options) == []
