@@ -80,7 +80,7 @@ def moco_v2_infonce(query: jax.typing.ArrayLike, key: jax.typing.ArrayLike,
                     queue: jax.typing.ArrayLike, *,
                     temperature: float | jax.typing.ArrayLike = 0.2,
                     axis_name: Optional[Hashable] = None) -> jax.Array:
-  r"""MoCo v2's InfoNCE (He et al., CVPR 2020, Eq. 1): own key positive, queue negatives.
+  r"""MoCo's InfoNCE with a queue (He et al., CVPR 2020, Eq. 1; v2: Chen et al. 2020).
 
   .. math::
     \mathcal{L} = \frac{1}{N} \sum_i -\log \frac{\exp(u_i^\top v_i / T)}

@@ -33,18 +33,19 @@ statistics span both views rather than one view at a time (as in :mod:`sslx.meth
 The encoder, not the momentum encoder, is
 what the linear probe and kNN evaluate (the official ``main_lincls.py`` does the same).
 
-``queue_size > 0`` turns on MoCo v2's queue (He et al., CVPR 2020; ``facebookresearch/moco``):
-each query's negatives are the ``queue_size`` keys of earlier steps instead of the other
-keys of the batch, with v2's loss (:func:`sslx.losses.moco_v2_infonce`: no ``2T`` factor;
-v2 uses ``temperature`` 0.2 and a constant momentum 0.999). Predictor and symmetric loss
-stay (a v3/v2 hybrid, as solo-learn's ``mocov2plus`` symmetrises v2), and as there the
-queue is kept per view (``state.method_state['moco']['queue']``, ``[2, K, dim]``): query 1
-meets key 2 and view 2's queue, and each view's keys are enqueued after the loss. The
-queue starts as random unit vectors (as the official ``randn`` + normalize, from a fixed
-key) and, under sslx's jit over the mesh, is replicated and updated with the global batch
-of keys, so it is identical on every device by construction (:func:`moco_enqueue` does the
-same inside ``shard_map`` via ``axis_name``). ``queue_size`` must be at least the global
-batch of unlabeled images.
+``queue_size > 0`` turns on the queue of MoCo v1/v2 (He et al., CVPR 2020; Chen et al.
+2020; ``facebookresearch/moco``): each query's negatives are the ``queue_size`` keys of
+earlier steps instead of the other keys of the batch, with v2's loss
+(:func:`sslx.losses.moco_v2_infonce`: no ``2T`` factor; v2 uses ``temperature`` 0.2 and a
+constant momentum 0.999). Predictor and symmetric loss stay (a v3/v2 hybrid, as
+solo-learn's ``mocov2plus`` symmetrises v2), and as there the queue is kept per view
+(``state.method_state['moco']['queue']``, ``[2, K, dim]``): query 1 meets key 2 and view
+2's queue, and each view's keys are enqueued after the loss. The queue starts as random
+unit vectors (as the official ``randn`` + normalize, from a fixed key) and, under sslx's
+jit over the mesh, is replicated and updated with the global batch of keys, so it is
+identical on every device by construction (:func:`moco_enqueue` does the same inside
+``shard_map`` via ``axis_name``). ``queue_size`` must be at least the global batch of
+unlabeled images.
 
 Diagnostics: ``accuracy`` (the fraction of queries whose own key is the most similar,
 both directions) and ``momentum``.
