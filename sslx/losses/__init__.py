@@ -19,11 +19,10 @@ from sslx.losses.consistency import fixmatch_consistency, softmax_mse
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
 from sslx.losses.graph import weighted_pseudo_label_loss
 from sslx.losses.self_supervised import byol_loss
+# The self-supervised family (issue 17): simsiam, barlow_twins, vicreg, moco.
+from sslx.losses.decorrelation import barlow_twins_loss, vicreg_loss
+from sslx.losses.momentum_contrast import moco_enqueue, moco_infonce, moco_v2_infonce
 from sslx.losses.self_supervised import simsiam_loss
-from sslx.losses.decorrelation import barlow_twins_loss
-from sslx.losses.decorrelation import vicreg_loss
-from sslx.losses.momentum_contrast import moco_infonce
-from sslx.losses.momentum_contrast import moco_enqueue, moco_v2_infonce
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -45,11 +44,14 @@ __all__ += [  # the adaptive-threshold family (sslx/losses/adaptive.py)
     "softmatch_update",
     "softmatch_weights",
 ]
-__all__ += ["simsiam_loss"]
-__all__ += ["barlow_twins_loss"]
-__all__ += ["vicreg_loss"]
-__all__ += ["moco_infonce"]
-__all__ += ["moco_enqueue", "moco_v2_infonce"]
+__all__ += [  # the self-supervised family (decorrelation.py, momentum_contrast.py, ...)
+    "barlow_twins_loss",
+    "moco_enqueue",
+    "moco_infonce",
+    "moco_v2_infonce",
+    "simsiam_loss",
+    "vicreg_loss",
+]
 
 
 def __getattr__(name: str):
