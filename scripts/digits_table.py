@@ -134,6 +134,14 @@ ROWS = {
     **{name: (title, trainer_row(f"{name}_digits", "test_accuracy_ema")) for name, title in (
         ("flexmatch", "FlexMatch"), ("freematch", "FreeMatch"), ("softmatch", "SoftMatch"),
         ("dash", "Dash"), ("adamatch", "AdaMatch"))},
+    **{row: (f"{title} + {probe} on the labeled subset",
+             trainer_row(f"{name}_digits", metric,
+                         shares_runs_of=None if metric == "linear_probe_accuracy"
+                         else f"{name}_linear_probe"))
+       for name, title in (("simsiam", "SimSiam"), ("barlow_twins", "Barlow Twins"),
+                           ("vicreg", "VICReg"), ("moco", "MoCo v3"))
+       for row, probe, metric in ((f"{name}_linear_probe", "linear probe", "linear_probe_accuracy"),
+                                  (f"{name}_knn", "weighted kNN", "knn_accuracy"))},
 }
 
 
