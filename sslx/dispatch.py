@@ -28,8 +28,8 @@ loop goes through one (the train step; eval and refresh sync each call already).
 The watchdog
 ------------
 :class:`Watchdog` is the net under everything else: if the host has waited on one piece of
-device work (a step, an evaluation, a refresh, a checkpoint) for longer than
-``config.stall_timeout_s``, it prints what was running and exits the process with
+device work (a step, an evaluation, a refresh, a checkpoint; not the first step's
+compilation, which is host work) for longer than ``config.stall_timeout_s``, it prints what was running and exits the process with
 :data:`STALLED_EXIT_CODE`. Checkpoints are written atomically, so the newest one is intact
 and rerunning the command resumes exactly. Without it a stuck collective on GPU/TPU hangs
 forever, and on CPU XLA's abort says nothing about the step.

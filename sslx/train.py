@@ -249,8 +249,10 @@ def _train_and_evaluate(config, workdir: str, *, overwrite: bool, devices, lock)
         watchdog.running(f"the refresh before step {step + 1}")
         state = refresh(state, arrays)
       oldest = max(step + 1 - dispatch.DEFAULT_DEPTH, start_step + 1)  # queued, may be running
-      watchdog.running(f"train step {step + 1} (compiling)" if step == start_step else
-                       f"train steps {oldest} to {step + 1}")
+      if step == start_step:  # the first call compiles: host work, not a stalled device
+        watchdog.idle()
+      else:
+        watchdog.running(f"train steps {oldest} to {step + 1}")
       state, metrics = train_step(state, next(inputs))
       step += 1
       pending.append((step, metrics))
