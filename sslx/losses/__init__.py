@@ -23,6 +23,7 @@ from sslx.losses.self_supervised import byol_loss
 from sslx.losses.decorrelation import barlow_twins_loss, vicreg_loss
 from sslx.losses.momentum_contrast import moco_enqueue, moco_infonce, moco_v2_infonce
 from sslx.losses.self_supervised import simsiam_loss
+from sslx.losses.semi_supervised import pseudo_label_loss
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -52,6 +53,7 @@ __all__ += [  # the self-supervised family (decorrelation.py, momentum_contrast.
     "simsiam_loss",
     "vicreg_loss",
 ]
+__all__ += ["pseudo_label_loss"]
 
 
 def __getattr__(name: str):
