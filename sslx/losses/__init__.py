@@ -24,6 +24,7 @@ from sslx.losses.decorrelation import barlow_twins_loss, vicreg_loss
 from sslx.losses.momentum_contrast import moco_enqueue, moco_infonce, moco_v2_infonce
 from sslx.losses.self_supervised import simsiam_loss
 from sslx.losses.semi_supervised import pseudo_label_loss
+from sslx.losses.semi_supervised import tsa_cross_entropy, tsa_threshold, uda_consistency
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -54,6 +55,7 @@ __all__ += [  # the self-supervised family (decorrelation.py, momentum_contrast.
     "vicreg_loss",
 ]
 __all__ += ["pseudo_label_loss"]
+__all__ += ["tsa_cross_entropy", "tsa_threshold", "uda_consistency"]
 
 
 def __getattr__(name: str):

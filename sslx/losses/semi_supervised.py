@@ -65,3 +65,136 @@ def pseudo_label_loss(logits: jax.typing.ArrayLike, *, threshold: float = 0.95
   loss = jnp.mean(mask * nll)
   return loss, {"mask": mask, "mask_rate": jnp.mean(mask), "pseudo_labels": pseudo_labels,
                 "confidence": confidence}
+
+
+TSA_SCHEDULES = ("none", "linear", "exp", "log")
+
+
+def tsa_threshold(step, num_steps: int, *, schedule: str, num_classes: int) -> jax.Array:
+  r"""Training Signal Annealing's threshold :math:`\eta_t` (UDA, Xie et al. 2020, Sec. 3.3).
+
+  With training progress :math:`t = \text{step} / \text{num\_steps}` and :math:`K`
+  classes, :math:`\eta_t = \alpha_t (1 - 1/K) + 1/K` where :math:`\alpha_t` is
+
+  * ``'linear'``: :math:`t`;
+  * ``'exp'``: :math:`\exp(5 (t - 1))` (releases the labeled signal late);
+  * ``'log'``: :math:`1 - \exp(-5 t)` (releases it early);
+  * ``'none'``: TSA off, :math:`\eta_t = 1` (no labeled example is ever dropped).
+
+  As ``get_tsa_threshold`` of the authors' code and USB's ``UDA.TSA`` (both use scale 5).
+
+  Args:
+    step: the current step (scalar, may be traced).
+    num_steps: total training steps, > 0.
+    schedule: one of ``'none', 'linear', 'exp', 'log'``.
+    num_classes: :math:`K \ge 1`.
+
+  Returns:
+    A float32 scalar in :math:`[1/K, 1]` (for step in [0, num_steps]).
+  """
+  if schedule not in TSA_SCHEDULES:
+    raise ValueError(f"`schedule` must be one of {TSA_SCHEDULES}, got {schedule!r}.")
+  if num_steps <= 0:
+    raise ValueError(f"`num_steps` must be positive, got {num_steps}.")
+  if num_classes < 1:
+    raise ValueError(f"`num_classes` must be >= 1, got {num_classes}.")
+  if schedule == "none":
+    return jnp.ones((), jnp.float32)
+  t = jnp.asarray(step, jnp.float32) / num_steps
+  if schedule == "linear":
+    alpha = t
+  elif schedule == "exp":
+    alpha = jnp.exp((t - 1.0) * 5.0)
+  else:
+    alpha = 1.0 - jnp.exp(-t * 5.0)
+  return alpha * (1.0 - 1.0 / num_classes) + 1.0 / num_classes
+
+
+def tsa_cross_entropy(logits: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, *,
+                      threshold) -> tuple[jax.Array, dict[str, jax.Array]]:
+  r"""Labeled cross-entropy under Training Signal Annealing (UDA).
+
+  Examples the model already fits, :math:`p(y_i \mid x_i) > \eta_t`, are dropped:
+
+  .. math::
+    \mathcal{L}_s = \frac{\sum_i m_i \, (-\log p(y_i \mid x_i))}{\max(\sum_i m_i, 1)},
+    \qquad m_i = \mathbb{1}[p(y_i \mid x_i) \le \eta_t],
+
+  as ``anneal_sup_loss`` of the authors' code (google-research/uda, image/main.py):
+  the probability of the *correct* class, the mean over the kept examples. USB's
+  ``uda`` instead keeps examples whose *largest* probability is ``<= tsa`` and
+  averages over the whole batch; sslx follows the authors (and the paper).
+  With :math:`\eta_t = 1` (schedule ``'none'``) this is the plain mean cross-entropy.
+
+  Args:
+    logits: ``[batch, num_classes]`` logits on the labeled images.
+    labels: ``[batch]`` integer labels.
+    threshold: :math:`\eta_t` (from :func:`tsa_threshold`), scalar.
+
+  Returns:
+    ``(loss, aux)``: the scalar loss and ``'mask'`` ``[batch]`` (1 = trained on),
+    ``'trained_ratio'`` (its mean).
+  """
+  logits = _check_float("logits", logits)
+  _check_rank("logits", logits, 2, "[batch, num_classes]")
+  labels = jnp.asarray(labels)
+  if labels.shape != logits.shape[:1] or not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise ValueError(f"`labels` must be integers of shape [batch] = {logits.shape[:1]}, got "
+                     f"{labels.dtype} {labels.shape}.")
+  log_p = jax.nn.log_softmax(logits, -1)
+  log_p_true = jnp.take_along_axis(log_p, labels[:, None].astype(jnp.int32), -1)[:, 0]
+  mask = jax.lax.stop_gradient((jnp.exp(log_p_true) <= threshold).astype(jnp.float32))
+  loss = jnp.sum(-log_p_true * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+  return loss, {"mask": mask, "trained_ratio": jnp.mean(mask)}
+
+
+def uda_consistency(logits_weak: jax.typing.ArrayLike, logits_strong: jax.typing.ArrayLike, *,
+                    threshold: float = 0.8, temperature: float = 0.4
+                    ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  r"""UDA's consistency: KL from sharpened weak-view targets to the strong view.
+
+  With :math:`q_i = \mathrm{softmax}(z^{w}_i)` and the sharpened target
+  :math:`t_i = \mathrm{softmax}(z^{w}_i / T)` (both under stop-gradient),
+
+  .. math::
+    \mathcal{L}_u = \frac{1}{B} \sum_i \mathbb{1}[\max_c q_{ic} > \tau]\,
+      \mathrm{KL}(t_i \,\|\, \mathrm{softmax}(z^{s}_i)),
+
+  the mean over all B unlabeled examples, as the authors' code (google-research/uda,
+  image/main.py: ``uda_softmax_temp``, ``uda_confidence_thresh``, strict ``>``, mask on
+  the unsharpened :math:`q`). Its gradient equals that of
+  :func:`sslx.losses.fixmatch_consistency` with ``soft_targets=True``, which returns the
+  cross-entropy :math:`H(t, p)` (the KL plus the target's entropy). USB's ``uda`` passes
+  the probabilities to its pseudo-labeling hook with ``softmax=False``, which returns
+  them unchanged: its targets are NOT sharpened (its ``T`` has no effect); sslx sharpens,
+  as the paper and the authors' code.
+
+  Args:
+    logits_weak: ``[batch, num_classes]`` logits on the original (weak) images; targets.
+    logits_strong: same shape, logits on their strong augmentations.
+    threshold: :math:`\tau \in [0, 1]`; 0 keeps every example whose max is above 0.
+    temperature: :math:`T > 0`; 1 is no sharpening.
+
+  Returns:
+    ``(loss, aux)``: the scalar loss and ``'mask'`` ``[batch]``, ``'mask_rate'``,
+    ``'pseudo_labels'`` ``[batch]`` int32 (argmax of :math:`q`), ``'confidence'``
+    ``[batch]`` (:math:`\max_c q_{ic}`).
+
+  References:
+    Q. Xie et al., `Unsupervised Data Augmentation for Consistency Training
+    <https://arxiv.org/abs/1904.12848>`_, NeurIPS 2020.
+  """
+  _check_same_shape("logits_weak", logits_weak, "logits_strong", logits_strong)
+  _check_rank("logits_weak", logits_weak, 2, "[batch, num_classes]")
+  weak = jax.lax.stop_gradient(_check_float("logits_weak", logits_weak))
+  strong = _check_float("logits_strong", logits_strong)
+  _check_scalar_in_range("threshold", threshold, 0.0, 1.0)
+  _check_scalar_in_range("temperature", temperature, 0.0, float("inf"), low_inclusive=False)
+  log_q = jax.nn.log_softmax(weak, -1)
+  confidence = jnp.exp(jnp.max(log_q, -1))
+  mask = (confidence > threshold).astype(jnp.float32)
+  log_t = jax.nn.log_softmax(weak / temperature, -1)
+  kl = jnp.sum(jnp.exp(log_t) * (log_t - jax.nn.log_softmax(strong, -1)), -1)
+  return jnp.mean(mask * kl), {"mask": mask, "mask_rate": jnp.mean(mask),
+                               "pseudo_labels": jnp.argmax(log_q, -1).astype(jnp.int32),
+                               "confidence": confidence}
