@@ -25,6 +25,7 @@ from sslx.losses.momentum_contrast import moco_enqueue, moco_infonce, moco_v2_in
 from sslx.losses.self_supervised import simsiam_loss
 from sslx.losses.semi_supervised import pseudo_label_loss
 from sslx.losses.semi_supervised import tsa_cross_entropy, tsa_threshold, uda_consistency
+from sslx.losses.semi_supervised import entropy_loss, kl_with_logits, vat_perturbation
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -56,6 +57,7 @@ __all__ += [  # the self-supervised family (decorrelation.py, momentum_contrast.
 ]
 __all__ += ["pseudo_label_loss"]
 __all__ += ["tsa_cross_entropy", "tsa_threshold", "uda_consistency"]
+__all__ += ["entropy_loss", "kl_with_logits", "vat_perturbation"]
 
 
 def __getattr__(name: str):

@@ -198,3 +198,89 @@ def uda_consistency(logits_weak: jax.typing.ArrayLike, logits_strong: jax.typing
   return jnp.mean(mask * kl), {"mask": mask, "mask_rate": jnp.mean(mask),
                                "pseudo_labels": jnp.argmax(log_q, -1).astype(jnp.int32),
                                "confidence": confidence}
+
+
+def kl_with_logits(target_logits: jax.typing.ArrayLike, logits: jax.typing.ArrayLike) -> jax.Array:
+  r"""Batch-mean :math:`\mathrm{KL}(\mathrm{softmax}(z^t) \,\|\, \mathrm{softmax}(z))` (VAT).
+
+  .. math::
+    \frac{1}{B} \sum_i \sum_c q_{ic} (\log q_{ic} - \log p_{ic}),\quad
+    q = \mathrm{softmax}(z^t),\ p = \mathrm{softmax}(z),
+
+  as USB's ``VAT.kl_div_with_logit``. ``target_logits`` get no gradient.
+
+  Args:
+    target_logits: ``[batch, num_classes]``, the clean prediction.
+    logits: ``[batch, num_classes]``, the perturbed prediction.
+  """
+  _check_same_shape("target_logits", target_logits, "logits", logits)
+  _check_rank("logits", logits, 2, "[batch, num_classes]")
+  log_q = jax.nn.log_softmax(jax.lax.stop_gradient(_check_float("target_logits", target_logits)))
+  log_p = jax.nn.log_softmax(_check_float("logits", logits))
+  return jnp.mean(jnp.sum(jnp.exp(log_q) * (log_q - log_p), -1))
+
+
+def entropy_loss(logits: jax.typing.ArrayLike) -> jax.Array:
+  r"""Batch-mean entropy :math:`-\frac{1}{B}\sum_i \sum_c p_{ic} \log p_{ic}` (entropy
+  minimisation, Grandvalet & Bengio 2005; VAT's "+EntMin"; USB's ``VAT.entropy_loss``).
+
+  Args:
+    logits: ``[batch, num_classes]``; the gradient flows into them.
+  """
+  logits = _check_float("logits", logits)
+  _check_rank("logits", logits, 2, "[batch, num_classes]")
+  log_p = jax.nn.log_softmax(logits, -1)
+  return -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, -1))
+
+
+def _l2_normalize(d: jax.Array) -> jax.Array:
+  """Each example (axis 0) scaled to unit L2 norm; USB adds 1e-16 to the norm."""
+  norm = jnp.sqrt(jnp.sum(d * d, axis=tuple(range(1, d.ndim)), keepdims=True))
+  return d / (norm + 1e-16)
+
+
+def vat_perturbation(logits_fn, inputs: jax.typing.ArrayLike, target_logits: jax.typing.ArrayLike,
+                     key: jax.Array, *, xi: float = 1e-6, eps: float = 6.0,
+                     num_iters: int = 1) -> jax.Array:
+  r"""VAT's adversarial perturbation :math:`r_{adv}` by power iteration (Miyato et al. 2018).
+
+  Starting from a random Gaussian :math:`d`, ``num_iters`` times
+
+  .. math::
+    d \leftarrow \nabla_{d'} \mathrm{KL}(q \,\|\, p(\cdot \mid x + d'))\big|_{d' = \xi\,
+    \bar d},
+
+  with :math:`\bar d = d / \|d\|_2` per example and :math:`q` the clean prediction
+  (``target_logits``, no gradient); then :math:`r_{adv} = \epsilon\, \bar d`. For small
+  :math:`\xi` this approximates the dominant eigenvector of the KL's Hessian in the
+  input, the direction the prediction is most sensitive to. As USB's ``VAT.vat_loss``
+  (defaults xi 1e-6, eps 6, one iteration; the norm is over every non-batch axis, plus
+  1e-16). The result carries no gradient (``r_adv.detach()`` in USB).
+
+  Args:
+    logits_fn: ``inputs -> [batch, num_classes]`` logits (the model; jittable).
+    inputs: ``[batch, ...]`` model inputs (normalised images).
+    target_logits: ``[batch, num_classes]`` clean logits on `inputs`.
+    key: PRNG key for the initial direction.
+    xi: finite-difference step :math:`\xi > 0`.
+    eps: perturbation norm :math:`\epsilon \ge 0`.
+    num_iters: power iterations, >= 1.
+
+  Returns:
+    ``[batch, ...]`` float32 perturbation of L2 norm ``eps`` per example.
+  """
+  inputs = _check_float("inputs", inputs)
+  _check_rank("target_logits", target_logits, 2, "[batch, num_classes]")
+  if jnp.shape(target_logits)[0] != inputs.shape[0]:
+    raise ValueError(f"`target_logits` must have the batch size of `inputs` ({inputs.shape[0]}),"
+                     f" got shape {tuple(jnp.shape(target_logits))}.")
+  _check_scalar_in_range("xi", xi, 0.0, float("inf"), low_inclusive=False)
+  _check_scalar_in_range("eps", eps, 0.0, float("inf"))
+  if not isinstance(num_iters, int) or num_iters < 1:
+    raise ValueError(f"`num_iters` must be an int >= 1, got {num_iters!r}.")
+  target_logits = jax.lax.stop_gradient(target_logits)
+  kl_at = lambda r: kl_with_logits(target_logits, logits_fn(inputs + r))
+  d = jax.random.normal(key, inputs.shape, jnp.float32)
+  for _ in range(num_iters):
+    d = jax.grad(kl_at)(xi * _l2_normalize(d))
+  return jax.lax.stop_gradient(eps * _l2_normalize(d))
