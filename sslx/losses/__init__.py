@@ -26,6 +26,7 @@ from sslx.losses.self_supervised import simsiam_loss
 from sslx.losses.semi_supervised import pseudo_label_loss
 from sslx.losses.semi_supervised import tsa_cross_entropy, tsa_threshold, uda_consistency
 from sslx.losses.semi_supervised import entropy_loss, kl_with_logits, vat_perturbation
+from sslx.losses.semi_supervised import mixmatch_loss, mixup, mixup_lambda, sharpen
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -58,6 +59,7 @@ __all__ += [  # the self-supervised family (decorrelation.py, momentum_contrast.
 __all__ += ["pseudo_label_loss"]
 __all__ += ["tsa_cross_entropy", "tsa_threshold", "uda_consistency"]
 __all__ += ["entropy_loss", "kl_with_logits", "vat_perturbation"]
+__all__ += ["mixmatch_loss", "mixup", "mixup_lambda", "sharpen"]
 
 
 def __getattr__(name: str):

@@ -284,3 +284,90 @@ def vat_perturbation(logits_fn, inputs: jax.typing.ArrayLike, target_logits: jax
   for _ in range(num_iters):
     d = jax.grad(kl_at)(xi * _l2_normalize(d))
   return jax.lax.stop_gradient(eps * _l2_normalize(d))
+
+
+def sharpen(probs: jax.typing.ArrayLike, *, temperature: float = 0.5) -> jax.Array:
+  r"""Temperature sharpening :math:`p_c^{1/T} / \sum_k p_k^{1/T}` (MixMatch, Eq. 7).
+
+  Args:
+    probs: ``[batch, num_classes]`` probabilities (non-negative rows).
+    temperature: :math:`T > 0`; below 1 sharpens, 1 is the identity on normalised rows.
+  """
+  probs = _check_float("probs", probs)
+  _check_rank("probs", probs, 2, "[batch, num_classes]")
+  _check_scalar_in_range("temperature", temperature, 0.0, float("inf"), low_inclusive=False)
+  # In log space: p^(1/T) underflows for small p and T.
+  logits = jnp.log(jnp.maximum(probs, 1e-30)) / temperature
+  return jax.nn.softmax(logits, -1)
+
+
+def mixup_lambda(key: jax.Array, *, alpha: float = 0.5) -> jax.Array:
+  r""":math:`\lambda' = \max(\lambda, 1 - \lambda)`, :math:`\lambda \sim
+  \mathrm{Beta}(\alpha, \alpha)`: MixMatch's mixing weight (Eq. 8-9), one per batch as
+  USB's ``mixup_one_target(..., is_bias=True)``; 1 (no mixing) when ``alpha`` is 0."""
+  _check_scalar_in_range("alpha", alpha, 0.0, float("inf"))
+  if alpha == 0:
+    return jnp.ones((), jnp.float32)
+  lam = jax.random.beta(key, alpha, alpha)
+  return jnp.maximum(lam, 1.0 - lam).astype(jnp.float32)
+
+
+def mixup(inputs: jax.typing.ArrayLike, targets: jax.typing.ArrayLike, *, lam,
+          permutation: jax.typing.ArrayLike) -> tuple[jax.Array, jax.Array]:
+  r"""MixUp with a given weight and partner order: :math:`\lambda x + (1 - \lambda)
+  x_{\pi}`, the same for the targets (as USB's ``mixup_one_target``).
+
+  Args:
+    inputs: ``[batch, ...]``.
+    targets: ``[batch, num_classes]`` (one-hot or soft).
+    lam: scalar weight of the original example.
+    permutation: ``[batch]`` int, the partner of each example.
+
+  Returns:
+    ``(mixed_inputs, mixed_targets)``, float32, shapes of the inputs.
+  """
+  inputs = _check_float("inputs", inputs)
+  targets = _check_float("targets", targets)
+  _check_rank("targets", targets, 2, "[batch, num_classes]")
+  permutation = jnp.asarray(permutation)
+  n = inputs.shape[0]
+  if targets.shape[0] != n or permutation.shape != (n,):
+    raise ValueError(f"`targets` and `permutation` must have the batch size of `inputs` ({n}), "
+                     f"got {targets.shape} and {permutation.shape}.")
+  lam = jnp.asarray(lam, jnp.float32)
+  return (lam * inputs + (1 - lam) * inputs[permutation],
+          lam * targets + (1 - lam) * targets[permutation])
+
+
+def mixmatch_loss(logits: jax.typing.ArrayLike, mixed_targets: jax.typing.ArrayLike, *,
+                  num_labeled: int) -> tuple[jax.Array, jax.Array]:
+  r"""MixMatch's two losses on a mixed batch whose first ``num_labeled`` rows are X'.
+
+  .. math::
+    \mathcal{L}_X = \frac{1}{|X'|} \sum_{i \in X'} H(\tilde y_i, \mathrm{softmax}(z_i)),
+    \qquad
+    \mathcal{L}_U = \frac{1}{|U'|} \sum_{i \in U'} \frac{1}{K}
+      \| \tilde y_i - \mathrm{softmax}(z_i) \|_2^2,
+
+  as USB's ``mixmatch`` (``ce_loss`` with soft targets; ``consistency_loss(..., 'mse')``,
+  the mean over the K classes, the paper's Eq. 4 divides by the class count too).
+  The targets get no gradient.
+
+  Args:
+    logits: ``[batch, num_classes]`` logits on the mixed inputs.
+    mixed_targets: same shape, the mixed (soft) targets.
+    num_labeled: rows of the labeled part X', ``0 < num_labeled < batch``.
+
+  Returns:
+    ``(labeled_loss, unlabeled_loss)``, two scalars.
+  """
+  logits = _check_float("logits", logits)
+  _check_rank("logits", logits, 2, "[batch, num_classes]")
+  _check_same_shape("logits", logits, "mixed_targets", mixed_targets)
+  if not 0 < num_labeled < logits.shape[0]:
+    raise ValueError(f"`num_labeled` must be in (0, {logits.shape[0]}), got {num_labeled}.")
+  targets = jax.lax.stop_gradient(_check_float("mixed_targets", mixed_targets))
+  log_p = jax.nn.log_softmax(logits, -1)
+  labeled = jnp.mean(-jnp.sum(targets[:num_labeled] * log_p[:num_labeled], -1))
+  unlabeled = jnp.mean((jnp.exp(log_p[num_labeled:]) - targets[num_labeled:]) ** 2)
+  return labeled, unlabeled
