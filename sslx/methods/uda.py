@@ -2,7 +2,7 @@
 
 Labeled images: cross-entropy under Training Signal Annealing
 (:func:`sslx.losses.tsa_cross_entropy`: examples whose correct-class probability
-exceeds :math:`\\eta_t` (:func:`sslx.losses.tsa_threshold`) are left out). Unlabeled
+exceeds eta_t (:func:`sslx.losses.tsa_threshold`) are left out). Unlabeled
 images: the KL divergence from the weak view's prediction sharpened by ``temperature``
 to the strong (RandAugment) view's, where the weak prediction's confidence exceeds
 ``threshold`` (:func:`sslx.losses.uda_consistency`):

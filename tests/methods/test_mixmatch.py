@@ -136,3 +136,13 @@ def test_smoke_training_steps():
   assert float(metrics["loss/mixmatch"]) == pytest.approx(
       float(metrics["mixmatch/labeled_loss"])
       + 100.0 * ramp * float(metrics["mixmatch/unlabeled_loss"]), rel=1e-4)
+
+
+def test_k_views_are_declared_by_name():
+  options = ml_collections.ConfigDict(dict(mixmatch_method.OPTIONS))
+  options.num_augmentations = 3
+  views = mixmatch_method.views(options)
+  assert sorted(views) == ["labeled_weak", "unlabeled_weak", "unlabeled_weak_2",
+                           "unlabeled_weak_3"]
+  assert {(v.pool, v.augment) for n, v in views.items() if n != "labeled_weak"} == {
+      ("unlabeled", "weak")}
