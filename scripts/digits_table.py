@@ -132,6 +132,8 @@ ROWS = {
                      trainer_row("rotation_digits", "knn_accuracy",
                                  shares_runs_of="rotation_linear_probe")),
     **{name: (title, trainer_row(f"{name}_digits", "test_accuracy_ema")) for name, title in (
+        ("pseudo_label", "Pseudo-Label"), ("pi_model", "Pi-model"), ("uda", "UDA"),
+        ("vat", "VAT + EntMin"), ("mixmatch", "MixMatch"),
         ("flexmatch", "FlexMatch"), ("freematch", "FreeMatch"), ("softmatch", "SoftMatch"),
         ("dash", "Dash"), ("adamatch", "AdaMatch"))},
     **{row: (f"{title} + {probe} on the labeled subset",

@@ -228,14 +228,18 @@ class Context:
                        f"'online', 'ema', {sorted(trees)}")
     return jax.lax.stop_gradient(trees[which])
 
-  def forward(self, images, *, params="online", train: bool = True, rng: str = "forward"):
+  def forward(self, images, *, params="online", train: bool = True, rng: str = "forward",
+              update_stats: bool = True):
     """The model on normalised `images` with `params` ('online', 'ema', a target name).
 
     In train mode BatchNorm uses batch statistics; only online passes update the running
-    statistics. Non-online parameters get no gradient.
+    statistics, and not with ``update_stats=False`` (USB's ``freeze_bn``: perturbed or
+    extra passes that should not move them; also needed inside a ``jax.grad`` of the
+    input). Non-online parameters get no gradient.
     """
     return _apply_model(self._shared, self._params(params)["model"], images, train=train,
-                        key=self.rng(f"dropout/{rng}"), online=params == "online")
+                        key=self.rng(f"dropout/{rng}"),
+                        online=params == "online" and update_stats)
 
   def extra(self, name: str, x, *, params="online", train: bool = True):
     """The method's own module `name` on `x`, with 'online' (trained) or a target's params."""

@@ -48,16 +48,10 @@ OPTIONS = ml_collections.ConfigDict(dict(
 
 
 def _frozen_bn_logits(ctx: Context, images, rng: str):
-  """Online logits in train mode (batch statistics) WITHOUT updating the running statistics.
-
-  ``ctx.forward(params='online', train=True)`` records new running statistics, which
-  (a) USB's VAT avoids (freeze_bn) and (b) would leak a tracer out of the power
-  iteration's ``jax.grad``. Passing the online tree itself (not the name 'online') runs
-  the same differentiable pass without the update. The method API has no public handle
-  on that tree, hence the private read.
-  """
-  params = ctx._shared.params  # pylint: disable=protected-access
-  return ctx.forward(images, params=params, train=True, rng=rng)["logits"]
+  """Online logits in train mode (batch statistics) WITHOUT updating the running statistics,
+  as USB's VAT (freeze_bn); an update would also leak a tracer out of the power
+  iteration's ``jax.grad``."""
+  return ctx.forward(images, params="online", train=True, rng=rng, update_stats=False)["logits"]
 
 
 def vat_loss(ctx: Context):
