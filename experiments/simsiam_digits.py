@@ -16,50 +16,15 @@ Args: ``labels_per_class=N`` (default 2), ``smoke``; others are refused.
 
 import os
 
-from sslx.config import base_config, parse_config_arg, positive_int_arg
+from sslx.config import load_config_file, parse_config_arg
 
-_SOURCE = os.path.basename(__file__)
+_SIMCLR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "simclr_digits.py")
 
 
 def get_config(arg=None):
-  args = parse_config_arg(arg, known=("labels_per_class", "smoke"), source=_SOURCE)
-  c = base_config()
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "simsiam_digits.py")
+  c = load_config_file(_SIMCLR, arg)
   c.method = "simsiam"
-  c.data.name = "digits"
-  c.data.num_labels = 10 * positive_int_arg(args, "labels_per_class", 2, source=_SOURCE)
-  c.model = dict(name="cnn", projection_dim=64, projection_layers=2,
-                 stop_gradient_classifier=True)
   c.loss.terms = {"simsiam": 1.0, "supervised": 1.0}
-  c.simsiam.predictor_hidden_dim = 16  # 64 / 4, the official bottleneck ratio
-  c.simsiam.views = "simclr"
-  c.augment.flip = False
-  c.augment.simclr_strength = 0.5
-  c.augment.simclr_crop_scale = (0.5, 1.0)  # 8x8 digits cannot lose 92% of their area
-  c.batch_size = 16  # labeled batch for the online probe
-  c.unlabeled_ratio = 16  # 256 images -> 512 views per step
-  c.num_steps = 2000
-  c.optimizer.name = "lars"
-  c.optimizer.learning_rate = 1.2
-  c.optimizer.weight_decay = 1e-6
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = False
-  c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_steps = 100
-  c.ema_decay = 0.0
-  c.feature_eval.linear_probe = True
-  c.feature_eval.knn = True
-  c.feature_eval.pixel_baseline = True
-  c.log_every = 100
-  c.eval_every = 500
-  c.checkpoint_every = 500
-  c.eval_batch_size = 360
-  if args.get("smoke"):
-    c.num_steps = 4
-    c.batch_size = 8
-    c.unlabeled_ratio = 2
-    c.log_every = c.eval_every = c.checkpoint_every = 2
-    c.eval_batch_size = 128
-    c.model = dict(name="cnn", width=8, projection_dim=16, stop_gradient_classifier=True)
-    c.simsiam.predictor_hidden_dim = 4
-    c.optimizer.warmup_steps = 1
+  c.simsiam.predictor_hidden_dim = 4 if args.get("smoke") else 16
   return c
