@@ -78,7 +78,7 @@ def _bad(mutate):
     (lambda c: c.model.update(name="resnet7"), "model.name='resnet7' is unknown"),
     (lambda c: c.data.update(name="not_a_dataset"), "not_a_dataset"),
     (lambda c: setattr(c, "ema_decay", 1.0), "ema_decay"),
-    (lambda c: c.loss.terms.update({"mixmatch": 1.0}), "unknown method 'mixmatch'"),
+    (lambda c: c.loss.terms.update({"no_such_method": 1.0}), "unknown method 'no_such_method'"),
     (lambda c: c.model.update(depth_multiplier=3), "config.model"),
 ])
 def test_bad_config_clear_error_and_nothing_written(tmp_path, mutate, needle):
