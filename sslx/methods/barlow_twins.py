@@ -32,23 +32,14 @@ import jax.numpy as jnp
 import ml_collections
 
 from sslx.losses.decorrelation import barlow_twins_loss, cross_correlation
-from sslx.methods.base import Context, Method, View, register
+from sslx.methods.base import Context, Method, TWO_VIEWS, register, two_views
 
 OPTIONS = ml_collections.ConfigDict(dict(
     lambda_offdiag=0.0051,  # the official lambd
     views="simclr",  # 'simclr': two SimCLR views; 'strong': two RandAugment views
 ))
 
-_VIEW_PAIRS = {
-    "simclr": ("unlabeled_simclr_1", "unlabeled_simclr_2"),
-    "strong": ("unlabeled_strong", "unlabeled_strong_2"),
-}
-
-
-def _views(options):
-  first, second = _VIEW_PAIRS[options.views]
-  augment = "simclr" if options.views == "simclr" else "strong"
-  return {first: View("unlabeled", augment), second: View("unlabeled", augment)}
+_VIEW_PAIRS = TWO_VIEWS
 
 
 def barlow_twins_method_loss(ctx: Context):
@@ -75,4 +66,4 @@ def option_errors(options) -> list[str]:
 
 METHOD = register(Method(
     name="barlow_twins", loss=barlow_twins_method_loss, options=OPTIONS,
-    option_errors=option_errors, views=_views, needs_projection=True))
+    option_errors=option_errors, views=two_views, needs_projection=True))

@@ -110,6 +110,21 @@ class ModelInfo:
   num_steps: int
 
 
+# Two augmented views of each unlabeled image, by the kind a two-view method's
+# ``options.views`` names: the view names (shared with every method that reads them) per kind.
+TWO_VIEWS = {
+    "simclr": ("unlabeled_simclr_1", "unlabeled_simclr_2"),
+    "strong": ("unlabeled_strong", "unlabeled_strong_2"),
+}
+
+
+def two_views(options) -> dict[str, "View"]:
+  """The two views of ``options.views`` ('simclr' or 'strong'), for a method's ``views``."""
+  first, second = TWO_VIEWS[options.views]
+  augment = "simclr" if options.views == "simclr" else "strong"
+  return {first: View("unlabeled", augment), second: View("unlabeled", augment)}
+
+
 def _no_errors(options) -> list[str]:
   del options
   return []

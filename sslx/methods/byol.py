@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sslx.losses.self_supervised import byol_loss
-from sslx.methods.base import Context, Extra, Method, Target, View, register
+from sslx.methods.base import Context, Extra, Method, TWO_VIEWS, Target, register, two_views
 
 OPTIONS = ml_collections.ConfigDict(dict(
     base_momentum=0.99,  # tau at step 0 (paper: 0.996 on ImageNet; solo-learn CIFAR: 0.99)
@@ -35,10 +35,7 @@ OPTIONS = ml_collections.ConfigDict(dict(
     views="simclr",  # 'simclr': two SimCLR views; 'strong': two RandAugment views
 ))
 
-_VIEW_PAIRS = {
-    "simclr": ("unlabeled_simclr_1", "unlabeled_simclr_2"),
-    "strong": ("unlabeled_strong", "unlabeled_strong_2"),
-}
+_VIEW_PAIRS = TWO_VIEWS
 
 
 class Predictor(nn.Module):
@@ -56,12 +53,6 @@ class Predictor(nn.Module):
 def momentum(step, num_steps: int, base: float, final: float):
   """``final - (final - base) * (cos(pi * step / num_steps) + 1) / 2``."""
   return final - (final - base) * (jnp.cos(math.pi * step / num_steps) + 1.0) / 2.0
-
-
-def _views(options):
-  first, second = _VIEW_PAIRS[options.views]
-  augment = "simclr" if options.views == "simclr" else "strong"
-  return {first: View("unlabeled", augment), second: View("unlabeled", augment)}
 
 
 def byol_method_loss(ctx: Context):
@@ -95,7 +86,7 @@ def option_errors(options) -> list[str]:
 
 METHOD = register(Method(
     name="byol", loss=byol_method_loss, options=OPTIONS, option_errors=option_errors,
-    views=_views, needs_projection=True,
+    views=two_views, needs_projection=True,
     extras=lambda options, info: {"predictor": Extra(
         Predictor(options.predictor_hidden_dim, info.projection_dim), input="projection")},
     targets=lambda options: {"target": Target(momentum=lambda step, n: momentum(

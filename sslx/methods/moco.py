@@ -60,7 +60,7 @@ import ml_collections
 
 from sslx.losses.momentum_contrast import (moco_enqueue, moco_infonce, moco_logits,
                                            moco_v2_infonce)
-from sslx.methods.base import Context, Extra, Method, Target, View, register
+from sslx.methods.base import Context, Extra, Method, TWO_VIEWS, Target, register, two_views
 
 OPTIONS = ml_collections.ConfigDict(dict(
     temperature=1.0,  # --moco-t (ResNet recipes 1.0, ViT 0.2)
@@ -71,10 +71,7 @@ OPTIONS = ml_collections.ConfigDict(dict(
     queue_size=0,  # > 0: MoCo v2's queue of negatives (v2: 65536), per view
 ))
 
-_VIEW_PAIRS = {
-    "simclr": ("unlabeled_simclr_1", "unlabeled_simclr_2"),
-    "strong": ("unlabeled_strong", "unlabeled_strong_2"),
-}
+_VIEW_PAIRS = TWO_VIEWS
 
 
 class Predictor(nn.Module):
@@ -97,12 +94,6 @@ def momentum(step, num_steps: int, base: float, cosine: bool = True):
   if not cosine:
     return jnp.full((), base, jnp.float32)
   return 1.0 - (1.0 - base) * (1.0 + jnp.cos(math.pi * step / num_steps)) / 2.0
-
-
-def _views(options):
-  first, second = _VIEW_PAIRS[options.views]
-  augment = "simclr" if options.views == "simclr" else "strong"
-  return {first: View("unlabeled", augment), second: View("unlabeled", augment)}
 
 
 def init_state(options, info):
@@ -175,7 +166,7 @@ def option_errors(options) -> list[str]:
 
 METHOD = register(Method(
     name="moco", loss=moco_method_loss, options=OPTIONS, option_errors=option_errors,
-    views=_views, needs_projection=True, init_state=init_state,
+    views=two_views, needs_projection=True, init_state=init_state,
     extras=lambda options, info: {"predictor": Extra(
         Predictor(options.predictor_hidden_dim, info.projection_dim), input="projection")},
     # m(step + 1): the official code updates at the start of a step, sslx after the previous.

@@ -37,17 +37,14 @@ import jax.numpy as jnp
 import ml_collections
 
 from sslx.losses.self_supervised import simsiam_loss
-from sslx.methods.base import Context, Extra, Method, View, register
+from sslx.methods.base import Context, Extra, Method, TWO_VIEWS, register, two_views
 
 OPTIONS = ml_collections.ConfigDict(dict(
     predictor_hidden_dim=512,  # the official pred_dim (dim / 4 of a 2048 projection)
     views="simclr",  # 'simclr': two SimCLR views; 'strong': two RandAugment views
 ))
 
-_VIEW_PAIRS = {
-    "simclr": ("unlabeled_simclr_1", "unlabeled_simclr_2"),
-    "strong": ("unlabeled_strong", "unlabeled_strong_2"),
-}
+_VIEW_PAIRS = TWO_VIEWS
 
 
 class Predictor(nn.Module):
@@ -60,12 +57,6 @@ class Predictor(nn.Module):
     x = nn.Dense(self.hidden_dim, use_bias=False)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
     return nn.Dense(self.out_dim)(nn.relu(x))
-
-
-def _views(options):
-  first, second = _VIEW_PAIRS[options.views]
-  augment = "simclr" if options.views == "simclr" else "strong"
-  return {first: View("unlabeled", augment), second: View("unlabeled", augment)}
 
 
 def output_std(z: jax.Array) -> jax.Array:
@@ -94,6 +85,6 @@ def option_errors(options) -> list[str]:
 
 METHOD = register(Method(
     name="simsiam", loss=simsiam_method_loss, options=OPTIONS, option_errors=option_errors,
-    views=_views, needs_projection=True,
+    views=two_views, needs_projection=True,
     extras=lambda options, info: {"predictor": Extra(
         Predictor(options.predictor_hidden_dim, info.projection_dim), input="projection")}))

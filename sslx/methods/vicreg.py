@@ -30,7 +30,7 @@ import jax
 import ml_collections
 
 from sslx.losses.decorrelation import vicreg_loss, vicreg_terms
-from sslx.methods.base import Context, Method, View, register
+from sslx.methods.base import Context, Method, TWO_VIEWS, register, two_views
 
 OPTIONS = ml_collections.ConfigDict(dict(
     sim_coeff=25.0,  # lambda, the invariance weight
@@ -39,16 +39,7 @@ OPTIONS = ml_collections.ConfigDict(dict(
     views="simclr",  # 'simclr': two SimCLR views; 'strong': two RandAugment views
 ))
 
-_VIEW_PAIRS = {
-    "simclr": ("unlabeled_simclr_1", "unlabeled_simclr_2"),
-    "strong": ("unlabeled_strong", "unlabeled_strong_2"),
-}
-
-
-def _views(options):
-  first, second = _VIEW_PAIRS[options.views]
-  augment = "simclr" if options.views == "simclr" else "strong"
-  return {first: View("unlabeled", augment), second: View("unlabeled", augment)}
+_VIEW_PAIRS = TWO_VIEWS
 
 
 def vicreg_method_loss(ctx: Context):
@@ -75,4 +66,4 @@ def option_errors(options) -> list[str]:
 
 METHOD = register(Method(
     name="vicreg", loss=vicreg_method_loss, options=OPTIONS, option_errors=option_errors,
-    views=_views, needs_projection=True))
+    views=two_views, needs_projection=True))
