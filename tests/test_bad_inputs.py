@@ -125,6 +125,13 @@ CONFIG_CASES = {
                                "data.unlabeled_pool must be one of ['all', 'rest', 'none']"),
     "image_size without streaming": (_set("data.image_size", 32),
                                      "data.image_size=32 only applies with data.streaming=True"),
+    "per-example pool state with streamed data": (
+        lambda d: (d["loss"].update(terms={"flexmatch": 1.0}), d["data"].update(streaming=True)),
+        "loss.terms.flexmatch: flexmatch keeps state per example of the unlabeled pool, so it "
+        "needs the dataset on the devices (data.streaming=False)"),
+    "pool refresh with streamed data": (
+        lambda d: (d["loss"].update(terms={"deep_lp": 1.0}), d["data"].update(streaming=True)),
+        "loss.terms.deep_lp: deep_lp re-embeds the whole unlabeled pool"),
     "unlabeled batches from an empty pool": (
         lambda d: (d.update(unlabeled_ratio=2), d["data"].update(unlabeled_pool="rest")),
         "unlabeled_ratio=2 asks for unlabeled batches, but the unlabeled pool is empty "

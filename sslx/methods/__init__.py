@@ -158,9 +158,13 @@ def config_errors(config) -> list[str]:
         "projection_dim"):
       errors.append(f"loss.terms.{name} needs a projection head: set model.projection_dim > 0 "
                     f"(e.g. 128), got {config.model.get('projection_dim')!r}")
-  if config.data.streaming and any(REGISTRY[n].refresh for n in terms.keys() if n in REGISTRY):
-    errors.append(f"loss.terms {tuple(terms.keys())}: a method that re-embeds the whole pool "
-                  "(deep_lp) needs the dataset on the devices, not data.streaming=True")
+  if config.data.streaming:
+    for n in terms.keys():
+      if n in REGISTRY and (REGISTRY[n].refresh or REGISTRY[n].needs_pool_indices):
+        what = ("re-embeds the whole unlabeled pool" if REGISTRY[n].refresh
+                else "keeps state per example of the unlabeled pool")
+        errors.append(f"loss.terms.{n}: {n} {what}, so it needs the dataset on the devices "
+                      "(data.streaming=False), got data.streaming=True")
   if errors:  # the checks below read the options checked above
     return errors
   active = active_methods(config)

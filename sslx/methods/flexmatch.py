@@ -95,4 +95,4 @@ METHOD = register(Method(
     name="flexmatch", loss=flexmatch_loss, options=OPTIONS, option_errors=option_errors,
     views={"unlabeled_weak": View("unlabeled", "weak"),
            "unlabeled_strong": View("unlabeled", "strong")},
-    init_state=init_state))
+    init_state=init_state, needs_pool_indices=True))
