@@ -297,6 +297,12 @@ class _BaseLabelPropagation(ClassifierMixin, BaseEstimator):
     if self.knn_method not in ("exact", "approx"):
       raise ValueError(
           f"`knn_method` must be 'exact' or 'approx', got {self.knn_method!r}.")
+    if isinstance(self.recall, bool) or not isinstance(
+        self.recall, (int, float, np.number)) or not 0.0 < self.recall <= 1.0:
+      raise ValueError(f"`recall` must be a number in (0, 1], got {self.recall!r}.")
+    if self.num_probes is not None and (isinstance(self.num_probes, bool) or not isinstance(
+        self.num_probes, (int, np.integer)) or self.num_probes < 1):
+      raise ValueError(f"`num_probes` must be None or an int >= 1, got {self.num_probes!r}.")
 
   def fit(self, X, y):
     """Fits the model transductively to ``X`` and partial labels ``y``.
@@ -307,8 +313,9 @@ class _BaseLabelPropagation(ClassifierMixin, BaseEstimator):
 
     Returns:
       self, with ``transduction_`` (the label of every sample),
-      ``label_distributions_`` ``[n_samples, n_classes]``, ``classes_`` and
-      ``n_iter_``.
+      ``label_distributions_`` ``[n_samples, n_classes]``, ``classes_``,
+      ``n_iter_`` and, for ``kernel='knn'``, ``knn_recall_`` (the estimated
+      recall of the neighbours: 1.0 for exact ones).
     """
     # scikit-learn's validation and messages (shapes, dtypes, y), then a
     # finiteness check that names the first bad row.
@@ -382,14 +389,15 @@ class _BaseLabelPropagation(ClassifierMixin, BaseEstimator):
     num_others = int(self.n_neighbors) - 1
     self_loop = self._variant == "propagation" and not self.symmetrize
     if self.knn_method == "exact" or num_others == 0:
+      self.knn_recall_ = 1.0
       k_slots = max(num_others, 1)
       return _knn_fit_graph(jnp.asarray(self._x_pad), n, num_others,
                             k_slots=k_slots, self_loop=self_loop)
     # The PCA tree is built for the actual sample count (compiled per N).
-    idx, _ = _graph.knn_graph(self._x_pad[:n], k=num_others,
-                              metric="euclidean", method="approx",
-                              num_probes=self.num_probes,
-                              leaf_size=self.leaf_size)
+    idx, _, self.knn_recall_ = _graph.knn_graph(
+        self._x_pad[:n], k=num_others, metric="euclidean", method="approx",
+        recall=self.recall, num_probes=self.num_probes, leaf_size=self.leaf_size,
+        return_recall=True)
     rows = np.arange(n_pad, dtype=np.int32)[:, None]
     idx = np.concatenate([np.asarray(idx), rows[n:].repeat(num_others, 1)])
     weights = (rows < n).astype(np.float32).repeat(num_others, 1)
@@ -469,7 +477,11 @@ _ARGS_DOC = """
     knn_method: ``'exact'`` or ``'approx'`` neighbours for ``kernel='knn'``
       (:func:`sslx.graph.knn_graph`; the approximate PCA-tree search is
       compiled per sample count).
-    num_probes: approximate search: tree leaves searched per leaf.
+    recall: approximate search: the target recall of the exact neighbours
+      (default 0.95): the probe count is chosen for it on a sample of points
+      (:func:`sslx.graph.knn_graph`); the estimate is ``knn_recall_``.
+    num_probes: approximate search: tree leaves searched per leaf (None:
+      chosen for ``recall``).
     leaf_size: approximate search: points per leaf.
 """
 
@@ -491,7 +503,8 @@ class LabelSpreading(_BaseLabelPropagation):
                n_neighbors: int = 7, alpha: float = 0.2, max_iter: int = 30,
                tol: float = 1e-3, n_jobs: Optional[int] = None,
                symmetrize: bool = False, knn_method: str = "exact",
-               num_probes: int = 32, leaf_size: int = 256):
+               recall: float = 0.95, num_probes: Optional[int] = None,
+               leaf_size: int = 256):
     self.kernel = kernel
     self.gamma = gamma
     self.n_neighbors = n_neighbors
@@ -501,6 +514,7 @@ class LabelSpreading(_BaseLabelPropagation):
     self.tol = tol
     self.n_jobs = n_jobs
     self.knn_method = knn_method
+    self.recall = recall
     self.num_probes = num_probes
     self.leaf_size = leaf_size
 
@@ -520,8 +534,8 @@ class LabelPropagation(_BaseLabelPropagation):
   def __init__(self, kernel="rbf", *, gamma: float = 20,
                n_neighbors: int = 7, max_iter: int = 1000, tol: float = 1e-3,
                n_jobs: Optional[int] = None, symmetrize: bool = False,
-               knn_method: str = "exact", num_probes: int = 32,
-               leaf_size: int = 256):
+               knn_method: str = "exact", recall: float = 0.95,
+               num_probes: Optional[int] = None, leaf_size: int = 256):
     self.kernel = kernel
     self.gamma = gamma
     self.n_neighbors = n_neighbors
@@ -530,6 +544,7 @@ class LabelPropagation(_BaseLabelPropagation):
     self.tol = tol
     self.n_jobs = n_jobs
     self.knn_method = knn_method
+    self.recall = recall
     self.num_probes = num_probes
     self.leaf_size = leaf_size
 

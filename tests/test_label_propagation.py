@@ -171,6 +171,16 @@ def test_approx_neighbours_option(digits):
                              leaf_size=128, num_probes=8).fit(x, labels)
   acc = lambda m: (m.transduction_[unl] == y[unl]).mean()
   assert acc(approx) >= acc(exact) - 0.02
+  assert exact.knn_recall_ == 1.0 and 0.0 < approx.knn_recall_ < 1.0
+  # By default the probe count is chosen for a recall of 0.95.
+  targeted = sx.LabelSpreading(kernel="knn", n_neighbors=10, knn_method="approx",
+                               leaf_size=64).fit(x, labels)
+  assert targeted.knn_recall_ >= 0.95
+  assert acc(targeted) >= acc(exact) - 0.01
+  for field, value, message in (("recall", 0.0, "`recall` must be a number in"),
+                                ("num_probes", 0, "`num_probes` must be None or an int")):
+    with pytest.raises(ValueError, match=message):
+      sx.LabelSpreading(kernel="knn", knn_method="approx", **{field: value}).fit(x, labels)
 
 
 def test_estimator_errors(iris):

@@ -21,6 +21,7 @@ import chex
 import jax
 import jax.numpy as jnp
 from jax import lax
+import numpy as np
 
 from sslx.graph import _checks
 
@@ -283,6 +284,70 @@ def _pca_tree_order(x, seed, *, levels, tile, power_iters=3):
   return lax.fori_loop(0, levels, level, jnp.arange(n_pad))
 
 
+# Leaves nearest to each (sampled) point of a leaf that are probed first.
+_POINT_NEAREST = 4
+
+
+def _probe_keys(leaves, leaf_valid, metric):
+  """``key(a) -> [num_leaves]``: the order in which leaf ``a`` probes the leaves.
+
+  Leaves nearest to A's centroid, except that the `_POINT_NEAREST` leaves closest to
+  any (sampled) point of A come first: a leaf that straddles two clusters then probes
+  both, and its minority points are not left to link only among themselves. The
+  order does not depend on the number of probes, so the probes of P leaves are the
+  first P of one ranking: the recall of every P can be read off one ranking
+  (:func:`_sample_recall_curve`).
+  """
+  num_leaves, tile, _ = leaves.shape
+  counts = leaf_valid.sum(axis=1)
+  centroids = leaves.sum(axis=1) / jnp.maximum(counts, 1)[:, None]
+  if metric == "cosine":
+    centroids = _normalize_rows(centroids)
+  c_bias = _column_bias(centroids, metric, counts > 0)
+  stride = max(1, tile // 64)
+  nearest = min(_POINT_NEAREST, num_leaves)
+
+  def key(a):
+    own = centroids[a] @ centroids.T + c_bias
+    q = leaves[a][::stride]
+    _, top = lax.top_k(q @ centroids.T + c_bias[None, :], nearest)
+    # Priority of leaf B: best rank of B among the points' nearest leaves.
+    rank_prio = jnp.where(leaf_valid[a][::stride][:, None],
+                          (nearest - jnp.arange(nearest))[None, :], 0)
+    prio = jnp.zeros((num_leaves,), jnp.int32).at[top].max(rank_prio)
+    finite = jnp.isfinite(own)
+    lo = jnp.min(jnp.where(finite, own, jnp.inf))
+    hi = jnp.max(jnp.where(finite, own, -jnp.inf))
+    return (own - lo) / jnp.maximum(hi - lo, 1e-30) + 2.0 * prio
+  return key
+
+
+def _sorted_leaves(x, perm, metric, tile):
+  """Points in tree order, as ``[num_leaves, tile, d]`` leaves (+ validity)."""
+  n, dim = x.shape
+  n_pad = perm.shape[0]
+  valid = perm < n
+  if metric == "cosine":
+    x = _normalize_rows(x)
+  xs = jnp.where(valid[:, None], jnp.pad(x, ((0, n_pad - n), (0, 0)))[perm], 0.0)
+  return xs, valid
+
+
+@functools.partial(jax.jit, static_argnames=("metric", "tile"))
+def _probe_ranks(x, perm, query_leaves, *, metric, tile):
+  """``[len(query_leaves), num_leaves]``: the position of leaf B in leaf A's probe order."""
+  xs, valid = _sorted_leaves(x, perm, metric, tile)
+  num_leaves = perm.shape[0] // tile
+  leaves = xs.reshape(num_leaves, tile, -1)
+  key = _probe_keys(leaves, valid.reshape(num_leaves, tile), metric)
+
+  def ranks(a):
+    order = jnp.argsort(-key(a), stable=True)
+    return jnp.zeros((num_leaves,), jnp.int32).at[order].set(
+        jnp.arange(num_leaves, dtype=jnp.int32))
+  return lax.map(ranks, query_leaves)
+
+
 @functools.partial(
     jax.jit,
     static_argnames=("k", "metric", "tile", "num_probes", "bin_size", "group"))
@@ -297,42 +362,13 @@ def _leaf_knn(x, perm, *, k, metric, tile, num_probes, bin_size, group):
   num_leaves = n_pad // tile
   num_cand = num_probes * tile
   m = bin_size
-  valid = perm < n
-  if metric == "cosine":
-    x = _normalize_rows(x)
-  xs = jnp.where(valid[:, None], jnp.pad(x, ((0, n_pad - n), (0, 0)))[perm],
-                 0.0)
+  xs, valid = _sorted_leaves(x, perm, metric, tile)
   leaves = xs.reshape(num_leaves, tile, dim)
   leaf_bias = _column_bias(xs, metric, valid).reshape(num_leaves, tile)
 
-  counts = valid.reshape(num_leaves, tile).sum(axis=1)
-  centroids = leaves.sum(axis=1) / jnp.maximum(counts, 1)[:, None]
-  if metric == "cosine":
-    centroids = _normalize_rows(centroids)
-  c_bias = _column_bias(centroids, metric, counts > 0)
-  leaf_valid = valid.reshape(num_leaves, tile)
-  stride = max(1, tile // 64)
-  nearest = max(1, num_probes // 8)
-
-  def probe_list(a):
-    # Leaves nearest to A's centroid, except that the `nearest` leaves
-    # closest to any (sampled) point of A come first: a leaf that straddles
-    # two clusters then probes both, and its minority points are not left
-    # to link only among themselves.
-    own = centroids[a] @ centroids.T + c_bias
-    q = leaves[a][::stride]
-    _, top = lax.top_k(q @ centroids.T + c_bias[None, :], nearest)
-    # Priority of leaf B: best rank of B among the points' nearest leaves.
-    rank_prio = jnp.where(leaf_valid[a][::stride][:, None],
-                          (nearest - jnp.arange(nearest))[None, :], 0)
-    prio = jnp.zeros((num_leaves,), jnp.int32).at[top].max(rank_prio)
-    finite = jnp.isfinite(own)
-    lo = jnp.min(jnp.where(finite, own, jnp.inf))
-    hi = jnp.max(jnp.where(finite, own, -jnp.inf))
-    key = (own - lo) / jnp.maximum(hi - lo, 1e-30) + 2.0 * prio
-    return lax.top_k(key, num_probes)[1]
-
-  probes = lax.map(probe_list, jnp.arange(num_leaves))      # [leaves, P]
+  probe_key = _probe_keys(leaves, valid.reshape(num_leaves, tile), metric)
+  probes = lax.map(lambda a: lax.top_k(probe_key(a), num_probes)[1],
+                   jnp.arange(num_leaves))                    # [leaves, P]
 
   def leaf(t):
     rows = t * tile + jnp.arange(tile)
@@ -373,6 +409,52 @@ def _tree_shape(n: int, leaf_size: int, multiple: int):
 # ---------------------------------------------------------------------------
 
 
+def _probe_buckets(num_leaves: int) -> list[int]:
+  """Probe counts the recall target chooses among (1, 2, 3, 4, 6, 8, 12, ...): a few
+  compiled programs, each at most 1.5x the probes needed."""
+  out, p = [], 1
+  while p < num_leaves:
+    out += [p] + ([p * 3 // 2] if p >= 2 and p * 3 // 2 < num_leaves else [])
+    p *= 2
+  return sorted(set(out)) + [num_leaves]
+
+
+def _sample_recall_curve(x, perm, *, k, metric, tile, sample_size, seed):
+  """``curve[P]``: the recall of the approximate search with ``P`` probes, measured on a
+  sample of points against their exact neighbours (``curve[0] = 0``).
+
+  A point's approximate neighbours are the exact top k of its candidates (the points of
+  the leaves its leaf probes), so a true neighbour is found iff its leaf is among the
+  probes: with probe orders nested in P, one exact search of the sample and one ranking
+  of the leaves give the recall of every P at once.
+  """
+  n = x.shape[0]
+  n_pad = perm.shape[0]
+  num_leaves = n_pad // tile
+  rng = np.random.RandomState(seed)
+  sample = np.sort(rng.choice(n, min(sample_size, n), replace=False))
+  kk = min(k + 1, n)
+  chunk, bin_size, group = _exact_knn_params(n, kk)
+  _, idx = _exact_knn(x[sample], x, k=kk, metric=metric, exclude_self=False,
+                      block_size=min(512, _round_up(len(sample), 8)), chunk_size=chunk,
+                      bin_size=bin_size, group=group)
+  idx = np.asarray(idx)
+  # Drop the point itself (or, where a duplicate displaced it, the last neighbour).
+  is_self = idx == sample[:, None]
+  is_self[~is_self.any(axis=1), -1] = True
+  others = idx[~is_self].reshape(len(sample), kk - 1)[:, :k]
+  position = np.empty(n_pad, np.int64)
+  position[np.asarray(perm)] = np.arange(n_pad)
+  leaf_of = position[:n] // tile
+  query_leaves, inverse = np.unique(leaf_of[sample], return_inverse=True)
+  padded = np.zeros(len(sample), np.int32)   # one compiled shape per sample size
+  padded[:len(query_leaves)] = query_leaves
+  ranks = np.asarray(_probe_ranks(x, perm, jnp.asarray(padded), metric=metric, tile=tile))
+  needed = ranks[inverse[:, None], leaf_of[others]] + 1          # probes needed, [S, k]
+  counts = np.bincount(needed.ravel(), minlength=num_leaves + 1)
+  return np.cumsum(counts) / needed.size
+
+
 def knn_graph(
     features: chex.Array,
     *,
@@ -380,10 +462,13 @@ def knn_graph(
     metric: str = "cosine",
     block_size: int = 512,
     method: str = "exact",
+    recall: float = 0.95,
+    num_probes: int | None = None,
     leaf_size: int = 256,
-    num_probes: int = 32,
     seed: int = 0,
-) -> Tuple[jax.Array, jax.Array]:
+    recall_sample: int = 1000,
+    return_recall: bool = False,
+):
   r"""k nearest neighbours of every point, the point itself excluded.
 
   Returns ``(indices, similarities)``, both ``[num_points, k]`` and sorted by
@@ -404,21 +489,32 @@ def knn_graph(
   ``method='approx'`` orders the points by a balanced PCA tree (every segment
   split at the median of its projection on its principal direction) with
   ``2^L`` leaves of about ``leaf_size`` points, and searches, for every leaf,
-  the points of ``num_probes`` leaves, as one dense matmul per leaf. The
-  probed leaves are those nearest to the leaf's centroid, except that the
-  ``num_probes // 8`` leaves nearest to each of its (sampled) points come
-  first, so a leaf straddling two clusters probes both. It reads
-  ``num_probes / num_leaves`` of the data per point: time
-  ``O(N * num_probes * leaf_size * d)``, memory ``O(N (k + d))``; recall grows
-  with ``num_probes`` (``num_probes >= num_leaves`` is exact). It suits data
-  whose neighbours are near in a few principal directions (embeddings,
-  clusters); on isotropic noise recall needs a large fraction of leaves.
+  the points of ``P`` leaves, as one dense matmul per leaf. The probed leaves
+  are those nearest to the leaf's centroid, except that the 4 leaves nearest
+  to each of its (sampled) points come first, so a leaf straddling two
+  clusters probes both. It reads ``P / num_leaves`` of the data per point:
+  time ``O(N * P * leaf_size * d)``, memory ``O(N (k + d))``.
+
+  **Recall by default.** ``P`` is chosen for a target ``recall`` (default
+  0.95) of the exact k neighbours: the exact neighbours of ``recall_sample``
+  random points (one ``recall_sample x N`` exact search) and the probe order
+  of their leaves give the recall of *every* ``P`` at once (a true neighbour
+  is found iff its leaf is probed), and the smallest ``P`` of
+  1, 2, 3, 4, 6, 8, 12, 16, 24, ... whose sampled recall reaches the target
+  is used. When that is more than a quarter of the leaves, the exact search
+  (cheaper then) is run instead. The sampled recall is an estimate (its
+  standard error is about ``sqrt(r (1 - r) / (recall_sample * k))`` or more,
+  neighbours of one point being correlated); ``return_recall=True`` returns
+  it. Passing ``num_probes`` fixes ``P`` instead (no sample is searched
+  unless ``return_recall``). Isotropic data needs a large fraction of the
+  leaves (make_blobs 1M x 64: about 10%), clustered data and embeddings few.
 
   Example::
 
     >>> x = jax.random.normal(jax.random.PRNGKey(0), (1000, 16))
     >>> idx, sim = knn_graph(x, k=10)            # [1000, 10] each
     >>> w = jnp.maximum(sim, 0.) ** 3             # Iscen et al. weights
+    >>> idx, sim, r = knn_graph(x, k=10, method="approx", return_recall=True)
 
   Args:
     features: ``[num_points, num_features]`` finite array.
@@ -427,14 +523,21 @@ def knn_graph(
     block_size: query rows per matmul block (memory ``block_size * N / 4``
       bytes for the bin maxima).
     method: ``'exact'`` or ``'approx'``.
+    recall: approximate search: target recall of the exact neighbours, in
+      ``(0, 1]`` (used when ``num_probes`` is None).
+    num_probes: approximate search: leaves searched per leaf (None: chosen
+      for ``recall``).
     leaf_size: approximate search: points per leaf (rounded to a power-of-two
       number of leaves).
-    num_probes: approximate search: leaves searched per leaf.
     seed: approximate search: seed of the (hashed) start points of the power
-      iterations.
+      iterations and of the recall sample.
+    recall_sample: approximate search: points whose exact neighbours estimate
+      the recall.
+    return_recall: also return the estimated recall (1.0 for an exact search).
 
   Returns:
-    ``(indices [num_points, k] int32, similarities [num_points, k] float32)``.
+    ``(indices [num_points, k] int32, similarities [num_points, k] float32)``,
+    and the estimated recall (a float) with ``return_recall=True``.
   """
   if metric not in _METRICS:
     raise ValueError(f"`metric` must be one of {_METRICS}, got {metric!r}.")
@@ -446,20 +549,42 @@ def knn_graph(
     raise ValueError(f"`features` needs at least 2 points, got {n}.")
   k = _checks.check_int("k", k, 1, n - 1, high_doc=" (k must be < num_points)")
   block_size = _checks.check_int("block_size", block_size, 1)
+
+  def exact():
+    idx, vals = _exact_knn_graph(x, k=k, metric=metric, block_size=block_size)
+    return (idx, vals, 1.0) if return_recall else (idx, vals)
+
   if method == "exact":
-    return _exact_knn_graph(x, k=k, metric=metric, block_size=block_size)
+    return exact()
+  if isinstance(recall, bool) or not isinstance(recall, (int, float, np.number)) or not (
+      0.0 < recall <= 1.0):
+    raise ValueError(f"`recall` must be a number in (0, 1], got {recall!r}.")
   leaf_size = _checks.check_int("leaf_size", leaf_size, 2 * k)
-  num_probes = _checks.check_int("num_probes", num_probes, 1)
+  if num_probes is not None:
+    num_probes = _checks.check_int("num_probes", num_probes, 1)
   seed = _checks.check_int("seed", seed, 0, 2 ** 32 - 1)
+  recall_sample = _checks.check_int("recall_sample", recall_sample, 1)
   levels, tile = _tree_shape(n, leaf_size, 8)
-  num_probes = min(num_probes, 2 ** levels)
+  num_leaves = 2 ** levels
+  perm = _pca_tree_order(_normalize_rows(x) if metric == "cosine" else x,
+                         jnp.uint32(seed), levels=levels, tile=tile)
+  curve = None
+  if num_probes is None or return_recall:
+    curve = _sample_recall_curve(x, perm, k=k, metric=metric, tile=tile,
+                                 sample_size=recall_sample, seed=seed)
+  if num_probes is None:
+    num_probes = next(p for p in _probe_buckets(num_leaves) if curve[p] >= recall
+                      or p == num_leaves)
+    if 4 * num_probes > num_leaves:
+      return exact()
+  num_probes = min(num_probes, num_leaves)
   bin_size, group = _selection_params(num_probes * tile, k, 8, 16)
   while (num_probes * tile // bin_size) % group:
     group //= 2
-  perm = _pca_tree_order(_normalize_rows(x) if metric == "cosine" else x,
-                         jnp.uint32(seed), levels=levels, tile=tile)
   vals, idx = _leaf_knn(x, perm, k=k, metric=metric, tile=tile,
                         num_probes=num_probes, bin_size=bin_size, group=group)
+  if return_recall:
+    return idx, vals, float(curve[num_probes])
   return idx, vals
 
 

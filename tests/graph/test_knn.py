@@ -83,6 +83,60 @@ def test_approx_knn_recall_and_exact_limit(blobs):
                                 np.sort(ref_idx, 1))
 
 
+def _recall(idx, ref_idx):
+  k = ref_idx.shape[1]
+  return np.mean([len(set(a) & set(b)) / k for a, b in zip(np.asarray(idx), ref_idx)])
+
+
+def test_sampled_recall_is_the_measured_recall(points):
+  # Isotropic points, tiny leaves: recall climbs slowly with the probes. With every
+  # point in the sample, the estimate is the recall of the returned graph itself.
+  ref_idx, _ = _brute_force(points, points, 5, "euclidean", True)
+  recalls = []
+  for probes in (1, 4):
+    idx, _, estimate = graph.knn_graph(points, k=5, metric="euclidean", method="approx",
+                                       leaf_size=16, num_probes=probes,
+                                       recall_sample=300, return_recall=True)
+    assert estimate == pytest.approx(_recall(idx, ref_idx), abs=1e-9), probes
+    recalls.append(estimate)
+  assert recalls == sorted(recalls) and recalls[0] < 0.5 < recalls[-1], recalls
+
+
+def test_recall_target_picks_the_fewest_probes(blobs):
+  x, _ = blobs
+  ref_idx, _ = _brute_force(x, x, 8, "euclidean", True)
+  idx, _, estimate = graph.knn_graph(x, k=8, metric="euclidean", method="approx",
+                                     leaf_size=16, recall=0.9, recall_sample=200,
+                                     return_recall=True)
+  assert estimate >= 0.9
+  assert _recall(idx, ref_idx) >= 0.87   # a 200-point sample's estimate
+  # It is the first probe bucket whose sampled recall reaches the target.
+  levels, tile = graph._tree_shape(600, 16, 8)
+  perm = graph._pca_tree_order(jnp.asarray(x), jnp.uint32(0), levels=levels, tile=tile)
+  curve = graph._sample_recall_curve(jnp.asarray(x), perm, k=8, metric="euclidean",
+                                     tile=tile, sample_size=200, seed=0)
+  buckets = graph._probe_buckets(2 ** levels)
+  chosen = next(p for p in buckets if curve[p] >= 0.9)
+  assert estimate == curve[chosen] and 4 * chosen <= 2 ** levels
+  assert all(curve[p] < 0.9 for p in buckets if p < chosen)
+  same, _ = graph.knn_graph(x, k=8, metric="euclidean", method="approx", leaf_size=16,
+                            num_probes=chosen)
+  np.testing.assert_array_equal(np.asarray(same), np.asarray(idx))
+
+
+def test_recall_one_is_the_exact_search(points):
+  ref_idx, _ = _brute_force(points, points, 4, "cosine", True)
+  idx, _, estimate = graph.knn_graph(points, k=4, method="approx", recall=1.0,
+                                     leaf_size=16, return_recall=True)
+  assert estimate == 1.0
+  np.testing.assert_array_equal(np.sort(np.asarray(idx), 1), np.sort(ref_idx, 1))
+
+
+def test_probe_buckets():
+  assert graph._probe_buckets(64) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64]
+  assert graph._probe_buckets(1) == [1]
+
+
 def test_pca_tree_order_is_balanced_permutation(blobs):
   x, y = blobs
   levels, tile = graph._tree_shape(600, 64, 8)
@@ -116,6 +170,9 @@ def test_knn_graph_errors(points):
     graph.knn_graph(points, k=3, metric="manhattan")
   with pytest.raises(ValueError, match="`method`"):
     graph.knn_graph(points, k=3, method="lsh")
+  for bad_recall in (0.0, 1.5, True, "high"):
+    with pytest.raises(ValueError, match="`recall` must be a number in"):
+      graph.knn_graph(points, k=3, method="approx", recall=bad_recall)
   with pytest.raises(ValueError, match="rank 2"):
     graph.knn_graph(points[0], k=3)
   with pytest.raises(ValueError, match="same number of features"):
