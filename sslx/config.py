@@ -287,6 +287,14 @@ def augment_errors(aug) -> list[str]:
           and 0 < scale[0] <= scale[1] <= 1):
     errors.append(f"augment.simclr_crop_scale must be (low, high) with 0 < low <= high <= 1, "
                   f"got {scale!r}")
+  for kind in ("global", "local"):
+    size, scale = aug[f"multicrop_{kind}_size"], aug[f"multicrop_{kind}_scale"]
+    if not (_is_int(size) and size >= 0 and size != 1):
+      errors.append(f"augment.multicrop_{kind}_size must be an int >= 2 (0: default), got {size!r}")
+    if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and all(map(_is_number, scale))
+            and 0 < scale[0] <= scale[1] <= 1):
+      errors.append(f"augment.multicrop_{kind}_scale must be (low, high) with "
+                    f"0 < low <= high <= 1, got {scale!r}")
   return errors
 
 

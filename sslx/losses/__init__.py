@@ -15,6 +15,8 @@ from sslx.losses.adaptive import (align_distribution, dash_selection, dash_thres
                                   masked_pseudo_label_loss, pseudo_label_diagnostics,
                                   relative_threshold, softmatch_update, softmatch_weights)
 from sslx.losses.classification import accuracy, cross_entropy
+from sslx.losses.clustering import (dino_center_update, dino_loss, dino_teacher_temperature,
+                                    sinkhorn_knopp, swav_loss)
 from sslx.losses.consistency import fixmatch_consistency, softmax_mse
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
 from sslx.losses.graph import weighted_pseudo_label_loss
@@ -58,6 +60,9 @@ __all__ += [  # the self-supervised family (decorrelation.py, momentum_contrast.
 ]
 __all__ += ["pseudo_label_loss"]
 __all__ += ["tsa_cross_entropy", "tsa_threshold", "uda_consistency"]
+__all__ += [  # clustering / self-distillation (clustering.py): DINO, SwAV
+    "dino_center_update", "dino_loss", "dino_teacher_temperature", "sinkhorn_knopp", "swav_loss",
+]
 __all__ += ["entropy_loss", "kl_with_logits", "vat_perturbation"]
 __all__ += ["mixmatch_loss", "mixup", "mixup_lambda", "sharpen"]
 

@@ -29,7 +29,7 @@ def _import_builtin_methods():
 
 _import_builtin_methods()
 
-BASE_AUGMENTATIONS = ("none", "weak", "strong", "simclr")
+BASE_AUGMENTATIONS = ("none", "weak", "strong", "simclr", "global_crop", "local_crop")
 
 
 def method_option_configs() -> dict[str, ml_collections.ConfigDict]:
@@ -47,6 +47,11 @@ def default_augment_config() -> ml_collections.ConfigDict:
       simclr_strength=0.5,  # colour-jitter strength s (SimCLR uses 0.5 on CIFAR, 1.0 on ImageNet)
       simclr_crop_scale=(0.08, 1.0),  # random-resized-crop area range
       simclr_blur=False,  # Gaussian blur (SimCLR uses it on ImageNet, not on CIFAR)
+      # Multi-crop (SwAV, DINO): SimCLR views resized to a global and a local size.
+      multicrop_global_size=0,  # output side of 'global_crop' views (0: the image side)
+      multicrop_global_scale=(0.4, 1.0),  # area range (DINO; SwAV: (0.14, 1))
+      multicrop_local_size=0,  # output side of 'local_crop' views (0: 96/224 of the image side)
+      multicrop_local_scale=(0.05, 0.4),  # area range (DINO; SwAV: (0.05, 0.14))
   ))
 
 
@@ -54,6 +59,7 @@ def make_augmenters(cfg, active=None) -> dict:
   """augmentation name -> ``fn(key, images)``: the shared ones (``config.augment``) and the
   active methods' own."""
   # local imports: keep `import sslx.methods` light
+  from sslx.augment.multicrop import multicrop_view
   from sslx.augment.randaugment import strong
   from sslx.augment.simclr import simclr_view
   from sslx.augment.weak import weak
@@ -66,6 +72,12 @@ def make_augmenters(cfg, active=None) -> dict:
       "simclr": lambda key, images: simclr_view(key, images, strength=cfg.simclr_strength,
                                                 crop_scale=tuple(cfg.simclr_crop_scale),
                                                 blur=cfg.simclr_blur, flip=cfg.flip),
+      "global_crop": lambda key, images: multicrop_view(
+          key, images, size=cfg.multicrop_global_size, scale=cfg.multicrop_global_scale,
+          local=False, strength=cfg.simclr_strength, blur=cfg.simclr_blur, flip=cfg.flip),
+      "local_crop": lambda key, images: multicrop_view(
+          key, images, size=cfg.multicrop_local_size, scale=cfg.multicrop_local_scale,
+          local=True, strength=cfg.simclr_strength, blur=cfg.simclr_blur, flip=cfg.flip),
   }
   for name, a in (active or {}).items():
     if a.method.augmentations is not None:
