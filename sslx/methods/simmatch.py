@@ -183,4 +183,5 @@ METHOD = register(Method(
     targets=lambda options: ({"teacher": Target(
         momentum=lambda step, n: options.teacher_momentum, source=_teacher_source)}
         if options.bank_momentum == 0 else {}),
-    init_state=init_state))
+    init_state=init_state,
+    needs_pool_indices=True))  # reads ctx.batch["labeled_indices"]: no data.streaming

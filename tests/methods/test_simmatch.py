@@ -257,3 +257,12 @@ def test_streamed_batches_without_pool_positions_are_refused():
                               batch={"labeled_images": jnp.zeros((2, 8, 8, 1))})
   with pytest.raises(ValueError, match="labeled_indices"):
     simmatch.simmatch_loss(ctx)
+
+
+def test_streamed_data_is_refused_by_the_config_check():
+  from sslx import methods
+  config = load_experiment("simmatch_digits", "smoke")
+  assert methods.config_errors(config) == []
+  config.data.streaming = True
+  assert any(e.startswith("loss.terms.simmatch:") and "data.streaming=False" in e
+             for e in methods.config_errors(config))
