@@ -151,7 +151,7 @@ def _number(options, name, low, high, *, low_open=False, high_open=False, intege
   if not ok or isinstance(v, bool):
     kind = "an int" if integer else "a number"
     return [f"simmatch.{name} must be {kind}, got {v!r}"]
-  if v < low or v > high or (low_open and v == low) or (high_open and v == high):
+  if not low <= v <= high or (low_open and v == low) or (high_open and v == high):  # NaN too
     lo, hi = "(" if low_open else "[", ")" if high_open else "]"
     return [f"simmatch.{name} must be in {lo}{low}, {high}{hi}, got {v!r}"]
   return []

@@ -212,6 +212,12 @@ def test_option_errors_name_the_field():
   for field in ("contrast_threshold", "temperature", "queue_size", "smoothing_alpha"):
     assert f"comatch.{field}" in errors
   assert comatch.option_errors(comatch.OPTIONS) == []
+  for bad in (float('nan'), float('inf')):  # every float option refuses NaN and inf
+    for field, value in comatch.OPTIONS.items():
+      if isinstance(value, float):
+        opts = comatch.OPTIONS.copy_and_resolve_references()
+        opts[field] = bad
+        assert any(f'comatch.{field}' in e for e in comatch.option_errors(opts)), field
 
 
 def test_smoke_steps_fill_the_queue_and_resume_exactly(tmp_path):

@@ -211,6 +211,12 @@ def test_option_errors_name_the_field():
   for field in ("threshold", "temperature", "da_len", "bank_momentum", "proj_size"):
     assert f"simmatch.{field}" in errors
   assert simmatch.option_errors(simmatch.OPTIONS) == []
+  for bad in (float('nan'), float('inf')):  # every float option refuses NaN and inf
+    for field, value in simmatch.OPTIONS.items():
+      if isinstance(value, float):
+        opts = simmatch.OPTIONS.copy_and_resolve_references()
+        opts[field] = bad
+        assert any(f'simmatch.{field}' in e for e in simmatch.option_errors(opts)), field
 
 
 def test_smoke_step_fills_the_bank_and_resumes_exactly(tmp_path):
