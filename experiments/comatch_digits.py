@@ -27,7 +27,7 @@ def get_config(arg=None):
   c.method = "comatch"
   c.loss.terms = {"comatch": 1.0, "supervised": 1.0}
   c.comatch.queue_size = _QUEUE_BATCH * (c.unlabeled_ratio + 1) * c.batch_size
-  c.comatch.warmup_steps = max(1, c.num_steps * 1024 // 1048576)
+  c.comatch.warmup_steps = max(1, round(c.num_steps * 1024 / 1048576))
   if args.get("smoke"):
     c.comatch.proj_size = 16
   return c

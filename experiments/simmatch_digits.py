@@ -24,7 +24,7 @@ def get_config(arg=None):
   c = load_config_file(_FIXMATCH, arg)
   c.method = "simmatch"
   c.loss.terms = {"simmatch": 1.0, "supervised": 1.0}
-  c.simmatch.warmup_steps = max(1, c.num_steps * 1024 // 1048576)
+  c.simmatch.warmup_steps = max(1, round(c.num_steps * 1024 / 1048576))
   if args.get("smoke"):
     c.simmatch.proj_size = 16
   return c
