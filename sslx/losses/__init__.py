@@ -19,6 +19,11 @@ from sslx.losses.clustering import (dino_center_update, dino_loss, dino_teacher_
                                     sinkhorn_knopp, swav_loss)
 from sslx.losses.consistency import fixmatch_consistency, softmax_mse
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
+# SimMatch / CoMatch (issue 16): memories of embeddings that calibrate pseudo-labels.
+from sslx.losses.contrastive_graph import (comatch_contrastive_loss, comatch_enqueue,
+                                           comatch_memory_smoothing, comatch_pseudo_label_graph,
+                                           distribution_queue_update, simmatch_bank_update,
+                                           simmatch_in_loss, simmatch_pseudo_labels)
 from sslx.losses.graph import weighted_pseudo_label_loss
 from sslx.losses.self_supervised import byol_loss
 # The self-supervised family (issue 17): simsiam, barlow_twins, vicreg, moco.
@@ -65,6 +70,11 @@ __all__ += [  # clustering / self-distillation (clustering.py): DINO, SwAV
 ]
 __all__ += ["entropy_loss", "kl_with_logits", "vat_perturbation"]
 __all__ += ["mixmatch_loss", "mixup", "mixup_lambda", "sharpen"]
+__all__ += [  # the contrastive-graph family (sslx/losses/contrastive_graph.py)
+    "comatch_contrastive_loss", "comatch_enqueue", "comatch_memory_smoothing",
+    "comatch_pseudo_label_graph", "distribution_queue_update", "simmatch_bank_update",
+    "simmatch_in_loss", "simmatch_pseudo_labels",
+]
 
 
 def __getattr__(name: str):
