@@ -135,13 +135,15 @@ ROWS = {
         ("pseudo_label", "Pseudo-Label"), ("pi_model", "Pi-model"), ("uda", "UDA"),
         ("vat", "VAT + EntMin"), ("mixmatch", "MixMatch"),
         ("flexmatch", "FlexMatch"), ("freematch", "FreeMatch"), ("softmatch", "SoftMatch"),
-        ("dash", "Dash"), ("adamatch", "AdaMatch"))},
+        ("dash", "Dash"), ("adamatch", "AdaMatch"), ("simmatch", "SimMatch"),
+        ("comatch", "CoMatch"))},
     **{row: (f"{title} + {probe} on the labeled subset",
              trainer_row(f"{name}_digits", metric,
                          shares_runs_of=None if metric == "linear_probe_accuracy"
                          else f"{name}_linear_probe"))
        for name, title in (("simsiam", "SimSiam"), ("barlow_twins", "Barlow Twins"),
-                           ("vicreg", "VICReg"), ("moco", "MoCo v3"))
+                           ("vicreg", "VICReg"), ("moco", "MoCo v3"), ("dino", "DINO"),
+                           ("swav", "SwAV"))
        for row, probe, metric in ((f"{name}_linear_probe", "linear probe", "linear_probe_accuracy"),
                                   (f"{name}_knn", "weighted kNN", "knn_accuracy"))},
 }

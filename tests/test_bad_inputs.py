@@ -127,7 +127,7 @@ CONFIG_CASES = {
                                      "data.image_size=32 only applies with data.streaming=True"),
     "per-example pool state with streamed data": (
         lambda d: (d["loss"].update(terms={"flexmatch": 1.0}), d["data"].update(streaming=True)),
-        "loss.terms.flexmatch: flexmatch keeps state per example of the unlabeled pool, so it "
+        "loss.terms.flexmatch: flexmatch keeps state per example of the data pools, so it "
         "needs the dataset on the devices (data.streaming=False)"),
     "pool refresh with streamed data": (
         lambda d: (d["loss"].update(terms={"deep_lp": 1.0}), d["data"].update(streaming=True)),

@@ -174,7 +174,7 @@ def config_errors(config) -> list[str]:
     for n in terms.keys():
       if n in REGISTRY and (REGISTRY[n].refresh or REGISTRY[n].needs_pool_indices):
         what = ("re-embeds the whole unlabeled pool" if REGISTRY[n].refresh
-                else "keeps state per example of the unlabeled pool")
+                else "keeps state per example of the data pools")
         errors.append(f"loss.terms.{n}: {n} {what}, so it needs the dataset on the devices "
                       "(data.streaming=False), got data.streaming=True")
   if errors:  # the checks below read the options checked above

@@ -36,9 +36,10 @@ loss:
   every ``options.refresh_every`` steps from ``options.start_step`` over the
   device-resident pools (deep label propagation).
 ``needs_pool_indices``
-  the loss reads ``ctx.batch['unlabeled_indices']`` (per-example state over the pool,
-  FlexMatch's labels): the config check refuses ``data.streaming=True`` for it, as for
-  a method with ``refresh``.
+  the loss reads ``ctx.batch['unlabeled_indices']`` or ``['labeled_indices']``
+  (per-example state over a pool: FlexMatch's labels, SimMatch's labeled bank): the
+  config check refuses ``data.streaming=True`` for it, as for a method with
+  ``refresh``.
 
 The loss ``loss(ctx) -> (loss, metrics[, new_state])`` reads ``ctx.outputs[view]``
 (``{'logits', 'features'[, 'projection']}`` of the shared pass) and may run more passes:
@@ -150,8 +151,9 @@ class Method:
   init_state: Callable[[Any, ModelInfo], Any] | None = None
   refresh: Callable[..., Any] | None = None
   needs_projection: bool = False  # the model must have a projection head
-  # The loss reads ctx.batch['unlabeled_indices'] (positions in the device-resident pool,
-  # e.g. a pseudo-label per pool example), so the method refuses data.streaming.
+  # The loss reads ctx.batch['unlabeled_indices'] / ['labeled_indices'] (positions in the
+  # device-resident pools: a pseudo-label per example, a bank row per labeled example), so
+  # the method refuses data.streaming.
   needs_pool_indices: bool = False
 
   def views_for(self, options) -> dict[str, View]:
