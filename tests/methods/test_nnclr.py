@@ -128,3 +128,37 @@ def test_option_errors_name_the_field():
   options = nnclr.OPTIONS.copy_and_resolve_references()
   options.temperature = math.inf
   assert any("nnclr.temperature" in e for e in nnclr.option_errors(options))
+
+
+_TWO_DEVICES = """
+import jax, numpy as np
+from helpers import load_experiment
+from sslx import experiment
+queues = []
+for n in (1, 2):
+  exp = experiment.setup(load_experiment("nnclr_digits", "smoke"), devices=jax.devices()[:n])
+  state = exp.state
+  for _ in range(2):
+    state, _ = exp.train_step(state, exp.input.arrays)
+  s = state.method_state["nnclr"]
+  assert s["queue"].sharding.is_fully_replicated, s["queue"].sharding
+  queues.append(jax.tree.map(np.asarray, s))
+np.testing.assert_allclose(queues[1]["queue"], queues[0]["queue"], rtol=1e-4, atol=1e-5)
+np.testing.assert_array_equal(queues[1]["labels"], queues[0]["labels"])
+assert int(queues[1]["pointer"]) == int(queues[0]["pointer"]) == 32 % 32  # 2 x 16 rows
+print("ok")
+"""
+
+
+def test_two_devices_enqueue_the_global_batch_like_one_device():
+  """The queue is replicated and written with the global batch: 2 simulated CPU devices
+  (batch sharded) leave the same queue as 1 device."""
+  import os
+  import subprocess
+  import sys
+  tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([tests, os.path.dirname(tests)]))
+  proc = subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env, capture_output=True,
+                        text=True, timeout=600, cwd=os.path.dirname(tests))
+  assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
