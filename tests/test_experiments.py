@@ -82,6 +82,9 @@ def test_notmnist_smoke_on_the_real_file(tmp_path):
     ("fixmatch_stl10", "labels=1.5", "fixmatch_stl10.py: labels must be a positive int"),
     ("simclr_cifar10", "images=100", "simclr_cifar10.py: images must be a positive multiple of 64"),
     ("simclr_imagenet", "epochs=-1", "simclr_imagenet.py: epochs must be a positive int"),
+    ("nnclr_cifar10", "images=100", "nnclr_cifar10.py: images must be a positive multiple of 64"),
+    ("mae_cifar10", "epoch=5", "mae_cifar10.py: unknown arg(s) ['epoch']"),
+    ("mae_digits", "labels=4", "mae_digits.py: unknown arg(s) ['labels']"),
 ])
 def test_bad_config_args_name_the_file_and_arg(name, arg, message):
   with pytest.raises(ValueError) as info:

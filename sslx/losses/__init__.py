@@ -29,6 +29,8 @@ from sslx.losses.self_supervised import byol_loss
 # The self-supervised family (issue 17): simsiam, barlow_twins, vicreg, moco.
 from sslx.losses.decorrelation import barlow_twins_loss, vicreg_loss
 from sslx.losses.momentum_contrast import moco_enqueue, moco_infonce, moco_v2_infonce
+from sslx.losses.nearest_neighbour import nearest_neighbours, nnclr_loss  # NNCLR (issue 17)
+from sslx.losses.masked_image import mae_loss, patchify, random_masking, unpatchify  # MAE
 from sslx.losses.self_supervised import simsiam_loss
 from sslx.losses.semi_supervised import pseudo_label_loss
 from sslx.losses.semi_supervised import tsa_cross_entropy, tsa_threshold, uda_consistency
@@ -63,6 +65,8 @@ __all__ += [  # the self-supervised family (decorrelation.py, momentum_contrast.
     "simsiam_loss",
     "vicreg_loss",
 ]
+__all__ += ["nearest_neighbours", "nnclr_loss"]  # NNCLR (nearest_neighbour.py)
+__all__ += ["mae_loss", "patchify", "random_masking", "unpatchify"]  # MAE (masked_image.py)
 __all__ += ["pseudo_label_loss"]
 __all__ += ["tsa_cross_entropy", "tsa_threshold", "uda_consistency"]
 __all__ += [  # clustering / self-distillation (clustering.py): DINO, SwAV

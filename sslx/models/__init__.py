@@ -21,6 +21,8 @@ name           encoder                                     feature_dim
 ``wide_resnet`` WideResNet, ``depth``/``width`` kwargs      64 * width
 ``resnet18``   :class:`~sslx.models.resnet.ResNet`          512
 ``resnet50``   ResNet, bottleneck blocks                    2048
+``vit``        :class:`~sslx.models.vit.ViT` (pre-norm,     ``embed_dim`` (192)
+               sin-cos or learned positions, cls or gap)
 =============  ==========================================  ============
 """
 
@@ -41,6 +43,7 @@ from sslx.models.resnet import ResNet
 from sslx.models.small import ConvNet
 from sslx.models.small import MLP
 from sslx.models.small import SmallCNN
+from sslx.models.vit import ViT
 from sslx.models.wide_resnet import WideResNet
 
 # name -> (encoder class, attributes the name fixes).
@@ -53,6 +56,7 @@ _ENCODERS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     'wide_resnet': (WideResNet, {}),
     'resnet18': (ResNet, {'stage_sizes': (2, 2, 2, 2), 'block': 'basic'}),
     'resnet50': (ResNet, {'stage_sizes': (3, 4, 6, 3), 'block': 'bottleneck'}),
+    'vit': (ViT, {}),
 }
 
 MODEL_NAMES: tuple[str, ...] = tuple(_ENCODERS)
@@ -160,6 +164,7 @@ __all__ = [
     'ProjectionHead',
     'ResNet',
     'SmallCNN',
+    'ViT',
     'WideResNet',
     'count_params',
     'create_model',

@@ -54,12 +54,13 @@ def abstract_apply(model, variables, images, train):
 
 def test_model_names():
   assert set(MODEL_NAMES) == {
-      'mlp', 'cnn', 'convnet', 'wrn28_2', 'wrn28_8', 'wide_resnet', 'resnet18', 'resnet50'}
+      'mlp', 'cnn', 'convnet', 'wrn28_2', 'wrn28_8', 'wide_resnet', 'resnet18', 'resnet50',
+      'vit'}
 
 
 def test_unknown_name_lists_known_names():
-  with pytest.raises(ValueError, match=r"Unknown model name 'vit'.*wrn28_2.*resnet50"):
-    create_model('vit', num_classes=10)
+  with pytest.raises(ValueError, match=r"Unknown model name 'swin'.*wrn28_2.*resnet50"):
+    create_model('swin', num_classes=10)
 
 
 @pytest.mark.parametrize('name, kwargs, match', [
@@ -183,6 +184,7 @@ _SHAPE_CASES = {
     'wide_resnet': ({'depth': 16, 'width': 3}, (16, 16, 3), 192),
     'resnet18': ({'stem': 'imagenet'}, (16, 16, 3), 512),
     'resnet50': ({}, (8, 8, 3), 2048),
+    'vit': ({'patch_size': 2, 'embed_dim': 16, 'depth': 1, 'num_heads': 2}, (8, 8, 1), 16),
 }
 
 
@@ -197,7 +199,7 @@ def test_outputs_keys_shapes_dtypes(name, dtype):
   images = jnp.zeros((2, *image_shape))
   model = create_model(name, num_classes=7, projection_dim=5, dtype=dtype, **kwargs)
   variables = abstract_init(model, images)
-  has_bn = name != 'mlp'
+  has_bn = name not in ('mlp', 'vit')
   # The projection head has BN, so every model with a head has batch_stats.
   assert set(variables) == {'params', 'batch_stats'}
   assert has_bn == ('encoder' in variables['batch_stats'])
