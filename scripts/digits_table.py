@@ -143,7 +143,7 @@ ROWS = {
                          else f"{name}_linear_probe"))
        for name, title in (("simsiam", "SimSiam"), ("barlow_twins", "Barlow Twins"),
                            ("vicreg", "VICReg"), ("moco", "MoCo v3"), ("dino", "DINO"),
-                           ("swav", "SwAV"))
+                           ("swav", "SwAV"), ("nnclr", "NNCLR"), ("mae", "MAE"))
        for row, probe, metric in ((f"{name}_linear_probe", "linear probe", "linear_probe_accuracy"),
                                   (f"{name}_knn", "weighted kNN", "knn_accuracy"))},
 }

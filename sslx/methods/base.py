@@ -45,7 +45,8 @@ The loss ``loss(ctx) -> (loss, metrics[, new_state])`` reads ``ctx.outputs[view]
 (``{'logits', 'features'[, 'projection']}`` of the shared pass) and may run more passes:
 ``ctx.forward(images, params='online' | 'ema' | <target name>, train=...)`` and
 ``ctx.extra(name, x, params=...)`` (big_vision's distill trainer hands its loss
-``fwd(name, params)`` the same way). Random keys come from ``ctx.rng(name)``: streams are
+``fwd(name, params)`` the same way); a pass those cannot express (a module method with
+its own arguments) applies ``ctx.model`` to ``ctx.params(which)['model']`` itself. Random keys come from ``ctx.rng(name)``: streams are
 derived from names, never positions, so adding a method leaves every other method's
 draws unchanged; the model gets a ``dropout`` stream.
 
@@ -236,6 +237,22 @@ class Context:
   def rng(self, name: str) -> jax.Array:
     """This step's random key for stream `name` (private to the method)."""
     return stream_key(self._shared.rng, f"{self._method.name}/{name}")
+
+  @property
+  def model(self):
+    """The flax model (for a pass ``ctx.forward`` cannot express, e.g. a module method
+    with extra arguments: MAE's encoder on the visible patches only)."""
+    return self._shared.model
+
+  @property
+  def normalize(self):
+    """``images (uint8) -> model input``: the run's input normalisation."""
+    return self._shared.normalize
+
+  def params(self, which="online"):
+    """A parameter tree like ``state.params``: ``'online'`` (differentiated), ``'ema'`` or a
+    target's name (both without gradient); ``params(...)['model']`` is the model's."""
+    return self._params(which)
 
   def _params(self, which):
     """'online' (differentiated), 'ema', or a target name -> a params tree like state.params."""

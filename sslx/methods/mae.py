@@ -33,10 +33,9 @@ API note: sslx runs every *view* through the whole model in one shared pass, and
 ``ctx.forward`` takes whole images. MAE's encoder must run on the visible patches only,
 so this method declares no view: it reads ``batch['unlabeled_images']``, crops and
 normalises them itself, and applies the ViT's ``tokens(images, ids_keep=...)`` with the
-online encoder parameters, reaching the trainer's model, parameters and normalisation
-through the context's private ``_shared`` (the same objects ``ctx.forward`` uses;
-gradients flow as through ``ctx.forward(params='online')``). The decoder is a regular
-extra module (``ctx.extra``).
+online encoder parameters, through the context's ``ctx.model``, ``ctx.params('online')``
+and ``ctx.normalize`` (the objects ``ctx.forward`` uses; gradients flow as through
+``ctx.forward(params='online')``). The decoder is a regular extra module (``ctx.extra``).
 
 Diagnostics: ``visible_loss`` (the same per-patch error on the visible patches, which
 the loss ignores) and ``target_std`` (the spread of the normalised targets; 0 for
@@ -126,15 +125,14 @@ def _extras(options, info):
 def _online_encoder(ctx: Context):
   """The trainer's ViT, its online (differentiated) parameters and the normalisation
   (module docstring, API note: ``ctx.forward`` cannot pass ``ids_keep``)."""
-  shared = ctx._shared  # pylint: disable=protected-access
-  encoder = getattr(shared.model, "encoder", None)
+  encoder = getattr(ctx.model, "encoder", None)
   if not isinstance(encoder, ViT):
     raise ValueError(f"mae needs model.name='vit' (a ViT encoder), got "
                      f"{type(encoder).__name__}")
   if encoder.patch_size != ctx.options.patch_size:
     raise ValueError(f"mae.patch_size ({ctx.options.patch_size}) must equal model.patch_size "
                      f"({encoder.patch_size})")
-  return encoder, shared.params["model"]["encoder"], shared.normalize
+  return encoder, ctx.params("online")["model"]["encoder"], ctx.normalize
 
 
 def mae_method_loss(ctx: Context):
