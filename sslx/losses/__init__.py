@@ -36,6 +36,7 @@ from sslx.losses.semi_supervised import pseudo_label_loss
 from sslx.losses.semi_supervised import tsa_cross_entropy, tsa_threshold, uda_consistency
 from sslx.losses.semi_supervised import entropy_loss, kl_with_logits, vat_perturbation
 from sslx.losses.semi_supervised import mixmatch_loss, mixup, mixup_lambda, sharpen
+from sslx.losses.holistic import class_prior, remixmatch_loss, soft_cross_entropy
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -79,6 +80,7 @@ __all__ += [  # the contrastive-graph family (sslx/losses/contrastive_graph.py)
     "comatch_pseudo_label_graph", "distribution_queue_update", "simmatch_bank_update",
     "simmatch_in_loss", "simmatch_pseudo_labels",
 ]
+__all__ += ["class_prior", "remixmatch_loss", "soft_cross_entropy"]
 
 
 def __getattr__(name: str):
