@@ -39,7 +39,7 @@ from sslx.losses.semi_supervised import mixmatch_loss, mixup, mixup_lambda, shar
 from sslx.losses.holistic import class_prior, remixmatch_loss, soft_cross_entropy
 from sslx.losses.self_training import (co_training_js_divergence, cross_pseudo_label_loss,
                                        exp_rampup, pool_targets, round_boundary_momentum,
-                                       teacher_targets)
+                                       round_index, teacher_targets)
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -85,7 +85,7 @@ __all__ += [  # the contrastive-graph family (sslx/losses/contrastive_graph.py)
 ]
 __all__ += ["class_prior", "remixmatch_loss", "soft_cross_entropy"]
 __all__ += ["co_training_js_divergence", "cross_pseudo_label_loss", "exp_rampup", "pool_targets",
-            "round_boundary_momentum", "teacher_targets"]
+            "round_boundary_momentum", "round_index", "teacher_targets"]
 
 
 def __getattr__(name: str):

@@ -8,8 +8,8 @@ ramped up by :func:`exp_rampup`.
 
 Self-training / Noisy Student (Xie et al., CVPR 2020): a frozen teacher labels the
 unlabeled pool once per round, a noised student learns from labels + pseudo-labels, the
-student becomes the next round's teacher (:func:`round_boundary_momentum`,
-:func:`teacher_targets`, :func:`pool_targets`).
+student becomes the next round's teacher (:func:`round_index`,
+:func:`round_boundary_momentum`, :func:`teacher_targets`, :func:`pool_targets`).
 
 Shapes: ``[batch, num_classes]`` logits/probabilities, ``[batch]`` per-example values,
 ``[pool, ...]`` per-example state of the unlabeled pool. Computed in float32.
@@ -96,15 +96,31 @@ def exp_rampup(step: jax.typing.ArrayLike, num_steps: int, *, warmup: float) -> 
   return jnp.exp(-5.0 * (1.0 - t) ** 2)
 
 
-def round_boundary_momentum(step: jax.typing.ArrayLike, *, round_steps: int) -> jax.Array:
+def round_index(step: jax.typing.ArrayLike, *, round_steps: int, num_rounds: int) -> jax.Array:
+  """The self-training round of ``step``: ``min(step // round_steps, num_rounds - 1)`` (the
+  last round takes the remainder of ``num_steps`` not divisible by ``num_rounds``)."""
+  _check_positive_int("round_steps", round_steps)
+  _check_positive_int("num_rounds", num_rounds)
+  return jnp.minimum(jnp.asarray(step, jnp.int32) // round_steps, num_rounds - 1)
+
+
+def round_boundary_momentum(step: jax.typing.ArrayLike, *, round_steps: int,
+                            num_rounds: int) -> jax.Array:
   r"""The momentum of a teacher that is frozen within a round and becomes the student at
-  its end: 0 after the update to a step that starts a round (``(step + 1) % round_steps
-  == 0``), 1 otherwise (the ``momentum(step, num_steps)`` of a
-  :class:`sslx.methods.Target`, applied after the update to ``step + 1``)."""
-  if not isinstance(round_steps, int) or round_steps < 1:
-    raise ValueError(f"`round_steps` must be an int >= 1, got {round_steps!r}.")
-  boundary = (jnp.asarray(step) + 1) % round_steps == 0
+  its end: 0 after the update to a step that starts a round (``step + 1`` a multiple of
+  ``round_steps`` below ``num_rounds * round_steps``), 1 otherwise. It is the
+  ``momentum(step, num_steps)`` of a :class:`sslx.methods.Target`, applied after the
+  update to ``step + 1``: ``m * teacher + (1 - m) * student``."""
+  _check_positive_int("round_steps", round_steps)
+  _check_positive_int("num_rounds", num_rounds)
+  nxt = jnp.asarray(step, jnp.int32) + 1
+  boundary = (nxt % round_steps == 0) & (nxt // round_steps < num_rounds)
   return jnp.where(boundary, 0.0, 1.0).astype(jnp.float32)
+
+
+def _check_positive_int(name, x):
+  if not isinstance(x, int) or isinstance(x, bool) or x < 1:
+    raise ValueError(f"`{name}` must be an int >= 1, got {x!r}.")
 
 
 def teacher_targets(logits: jax.typing.ArrayLike, *, temperature: float = 1.0,
