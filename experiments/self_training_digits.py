@@ -6,8 +6,9 @@
 Args: ``labels_per_class=N`` (default 2, i.e. 20 labels), ``smoke``; others are refused.
 Four rounds of 750 steps: round 0 trains the first teacher on the labels alone, each
 later round's student (noised by RandAugment) learns from the labels and the soft
-pseudo-labels (T = 1) of the previous round's final student, which labels each pool image
-once per round (``self_training`` docstring: continued training, no re-initialisation).
+pseudo-labels (T = 1) of the previous round's final student, which labels each clean
+pool image once per round (see the ``self_training`` docstring: continued training, no
+re-initialisation).
 Evaluated at every round's end (``eval_every`` = the round length) for the test accuracy
 per round; ``self_training/pool_pseudo_label_accuracy`` at a round's last log step is the
 round's pseudo-label accuracy. On the FixMatch digits setup, which this file loads and
@@ -32,6 +33,7 @@ def get_config(arg=None):
   c.self_training.temperature = 1.0
   c.self_training.threshold = 0.0
   c.self_training.unsup_weight = 1.0
+  c.self_training.teacher_view = "none"  # the teacher labels clean images
   if not args.get("smoke"):
     c.eval_every = c.num_steps // c.self_training.num_rounds  # one evaluation per round
     c.checkpoint_every = c.eval_every

@@ -84,7 +84,7 @@ def test_method_over_two_rounds_matches_the_loop_in_numpy():
     student = rng.normal(size=(n, k)).astype(np.float32)
     ctx = types.SimpleNamespace(
         options=options, state=state, step=step, num_steps=6,
-        images={"unlabeled_weak": jnp.zeros((n, 1))},
+        images={"unlabeled_clean": jnp.zeros((n, 1))},
         outputs={"unlabeled_strong": {"logits": jnp.asarray(student)}},
         batch={"unlabeled_indices": jnp.asarray(idx, jnp.int32),
                "unlabeled_labels": jnp.asarray(truth_pool[idx], jnp.int32)},
@@ -110,11 +110,17 @@ def test_method_over_two_rounds_matches_the_loop_in_numpy():
     assert float(metrics["pool_coverage"]) == pytest.approx(np.mean(ref_round == r))
 
 
-def test_option_errors_name_the_field():
+def test_option_errors_name_the_field_and_the_teacher_view():
   config = load_experiment("self_training_digits", "smoke")
   config.self_training.num_rounds = 0
   with pytest.raises(ValueError, match="self_training.num_rounds"):
     experiment.setup(config, devices=jax.devices()[:1])
+  options = ml_collections.ConfigDict(dict(self_training.OPTIONS))
+  assert self_training.views(options)["unlabeled_clean"].augment == "none"
+  options.teacher_view = "weak"
+  assert self_training.views(options)["unlabeled_weak"].augment == "weak"
+  options.teacher_view = "strong"
+  assert "self_training.teacher_view" in self_training.option_errors(options)[0]
 
 
 def test_the_teacher_is_frozen_within_a_round_and_is_the_student_after():
