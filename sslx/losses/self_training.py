@@ -4,7 +4,8 @@ Co-training (Blum & Mitchell, COLT 1998; the deep form of Qiao et al., ECCV 2018
 networks, each one's confident predictions on its view supervise the other
 (:func:`cross_pseudo_label_loss`), and Deep Co-Training's agreement term, the
 Jensen-Shannon divergence of the two predictions (:func:`co_training_js_divergence`),
-ramped up by :func:`exp_rampup`.
+and its view-difference term on adversarial examples (:func:`fgsm_perturbation`,
+:func:`co_training_view_difference`), ramped up by :func:`exp_rampup`.
 
 Self-training / Noisy Student (Xie et al., CVPR 2020): a frozen teacher labels the
 unlabeled pool once per round, a noised student learns from labels + pseudo-labels, the
@@ -57,7 +58,7 @@ def cross_pseudo_label_loss(logits_teacher: jax.typing.ArrayLike,
 
 def co_training_js_divergence(logits_1: jax.typing.ArrayLike,
                               logits_2: jax.typing.ArrayLike) -> jax.Array:
-  r"""Deep Co-Training's :math:`\mathcal{L}_{cot}` (Qiao et al. 2018, Eq. 3): the
+  r"""Deep Co-Training's :math:`\mathcal{L}_{cot}` (Qiao et al. 2018): the
   Jensen-Shannon divergence of the two networks' predictions on the same images,
 
   .. math::
@@ -83,6 +84,56 @@ def co_training_js_divergence(logits_1: jax.typing.ArrayLike,
   log_mean = jnp.logaddexp(logp1, logp2) - jnp.log(2.0)
   entropy = lambda p, logp: -jnp.sum(p * logp, -1)
   return jnp.mean(entropy(mean, log_mean) - 0.5 * (entropy(p1, logp1) + entropy(p2, logp2)))
+
+
+def fgsm_perturbation(loss_fn, inputs: jax.typing.ArrayLike, *, epsilon: float) -> jax.Array:
+  r"""The fast gradient sign perturbation :math:`\epsilon\, \mathrm{sign}(\nabla_x
+  \ell(x))` (Goodfellow et al. 2015), under stop-gradient: Deep Co-Training's
+  adversarial view :math:`g(x) = x + \epsilon\, \mathrm{sign}(\nabla_x \ell(f(x), y))`.
+
+  Args:
+    loss_fn: ``inputs -> scalar`` (a network's cross-entropy against its labels).
+    inputs: ``[batch, ...]`` float inputs.
+    epsilon: :math:`\epsilon \ge 0` (Qiao et al.: 0.02 on CIFAR-10).
+
+  Returns:
+    The perturbation, shaped like ``inputs``.
+  """
+  _check_scalar_in_range("epsilon", epsilon, 0.0, float("inf"))
+  x = _check_float("inputs", inputs)
+  return jax.lax.stop_gradient(epsilon * jnp.sign(jax.grad(loss_fn)(x)))
+
+
+def co_training_view_difference(logits_1: jax.typing.ArrayLike, logits_2: jax.typing.ArrayLike,
+                                logits_1_on_adv_2: jax.typing.ArrayLike,
+                                logits_2_on_adv_1: jax.typing.ArrayLike) -> jax.Array:
+  r"""Deep Co-Training's view-difference term :math:`\mathcal{L}_{dif}` (Qiao et al. 2018):
+  each network should keep its prediction on the other's adversarial examples,
+
+  .. math::
+    \mathcal{L}_{dif} = \frac1B \sum_i H\big(p_1(x_i), p_2(g_1(x_i))\big)
+      + H\big(p_2(x_i), p_1(g_2(x_i))\big),
+
+  :math:`H(p, q) = -\sum_c p_c \log q_c`; as the PyTorch re-implementation, the clean
+  predictions are not stopped (gradients reach both networks through both arguments).
+
+  Args:
+    logits_1, logits_2: ``[batch, num_classes]`` the networks on clean images.
+    logits_1_on_adv_2: network 1 on network 2's adversarial images :math:`g_2(x)`.
+    logits_2_on_adv_1: network 2 on :math:`g_1(x)`.
+
+  Returns:
+    A float32 scalar.
+  """
+  z1 = _check_float("logits_1", logits_1)
+  _check_rank("logits_1", z1, 2, "[batch, num_classes]")
+  for name, z in (("logits_2", logits_2), ("logits_1_on_adv_2", logits_1_on_adv_2),
+                  ("logits_2_on_adv_1", logits_2_on_adv_1)):
+    _check_same_shape("logits_1", logits_1, name, z)
+  p1, p2 = jax.nn.softmax(z1, -1), jax.nn.softmax(_check_float("logits_2", logits_2), -1)
+  log_q2 = jax.nn.log_softmax(_check_float("logits_2_on_adv_1", logits_2_on_adv_1), -1)
+  log_q1 = jax.nn.log_softmax(_check_float("logits_1_on_adv_2", logits_1_on_adv_2), -1)
+  return jnp.mean(-jnp.sum(p1 * log_q2, -1) - jnp.sum(p2 * log_q1, -1))
 
 
 def exp_rampup(step: jax.typing.ArrayLike, num_steps: int, *, warmup: float) -> jax.Array:

@@ -1,6 +1,7 @@
-"""Co-training: the cross pseudo-label loss, Deep Co-Training's JS term and ramp against
-their formulas, the method on stand-in networks against the loss written in numpy, and one
-training step that trains both networks."""
+"""Co-training: the cross pseudo-label loss, Deep Co-Training's JS term, FGSM views,
+view difference and ramp against their formulas, the method on stand-in networks against
+the loss written in numpy (plain and with every Deep Co-Training term), and one training
+step that trains both networks."""
 
 import types
 
@@ -12,7 +13,8 @@ import pytest
 
 from helpers import load_experiment
 from sslx import experiment
-from sslx.losses import co_training_js_divergence, cross_pseudo_label_loss, exp_rampup
+from sslx.losses import (co_training_js_divergence, co_training_view_difference,
+                         cross_pseudo_label_loss, exp_rampup, fgsm_perturbation)
 from sslx.methods import co_training
 
 
@@ -118,6 +120,70 @@ def test_method_on_stand_in_networks_matches_the_formula():
   assert float(metrics["net2_pseudo_label_accuracy"]) == pytest.approx(acc)
 
 
+def test_fgsm_and_the_view_difference():
+  a = jnp.array([[1.0, -2.0], [0.0, 3.0]])
+  delta = fgsm_perturbation(lambda x: jnp.sum(a * x), jnp.zeros((2, 2)), epsilon=0.1)
+  np.testing.assert_allclose(delta, [[0.1, -0.1], [0.0, 0.1]])  # eps * sign(grad), hand value
+  jitted = jax.jit(lambda x: fgsm_perturbation(lambda y: jnp.sum(a * y), x, epsilon=0.1))
+  np.testing.assert_allclose(jitted(jnp.zeros((2, 2))), delta)
+  with pytest.raises(ValueError, match="epsilon"):
+    fgsm_perturbation(lambda x: jnp.sum(x), jnp.zeros((2,)), epsilon=-1.0)
+  rng = np.random.default_rng(3)
+  z = [rng.normal(size=(5, 4)).astype(np.float32) for _ in range(4)]
+  got = co_training_view_difference(*z)
+  h = lambda p, q: -(p * np.log(q)).sum(-1)
+  want = (h(_softmax(z[0]), _softmax(z[3])) + h(_softmax(z[1]), _softmax(z[2]))).mean()
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  np.testing.assert_allclose(jax.jit(co_training_view_difference)(*z), got, rtol=1e-6)
+  p = rng.permutation(5)
+  np.testing.assert_allclose(co_training_view_difference(*(x[p] for x in z)), got, rtol=1e-5)
+  # Hand value: uniform predictions over 2 classes: 2 log 2.
+  np.testing.assert_allclose(co_training_view_difference(*[jnp.zeros((3, 2))] * 4),
+                             2 * np.log(2), rtol=1e-6)
+  grads = jax.grad(co_training_view_difference, argnums=(0, 1, 2, 3))(*z)
+  assert all(np.isfinite(np.asarray(g)).all() and float(jnp.abs(g).sum()) > 0 for g in grads)
+  with pytest.raises(ValueError, match="logits_2_on_adv_1"):
+    co_training_view_difference(z[0], z[1], z[2], z[3][:, :3])
+
+
+def test_method_with_the_deep_co_training_terms_matches_the_formula():
+  rng = np.random.default_rng(4)
+  k, n_l, n_u, eps = 3, 2, 4, 0.05
+  w1, w2 = (rng.normal(size=(4, k)).astype(np.float32) * 2 for _ in range(2))
+  flat = lambda x: np.asarray(x, np.float64).reshape(len(x), -1)
+  images = {"labeled_weak": rng.normal(size=(n_l, 2, 2, 1)),
+            "unlabeled_weak": rng.normal(size=(n_u, 2, 2, 1)),
+            "unlabeled_weak_2": rng.normal(size=(n_u, 2, 2, 1))}
+  images = {n: x.astype(np.float32) for n, x in images.items()}
+  labels = np.array([1, 0])
+  options = ml_collections.ConfigDict(dict(co_training.OPTIONS))
+  options.pl_weight, options.js_weight, options.dif_weight, options.epsilon = 0.0, 10.0, 0.5, eps
+  linear = lambda w: lambda x, **kw: {"logits": jnp.asarray(x).reshape(len(x), -1) @ w}
+  ctx = types.SimpleNamespace(
+      options=options, images=images, step=50, num_steps=100,
+      batch={"labeled_labels": jnp.asarray(labels)},
+      outputs={n: {"logits": jnp.asarray(flat(x) @ w1, jnp.float32)} for n, x in images.items()},
+      forward=linear(w1), extra=lambda name, x, **kw: linear(w2)(x))
+  loss, metrics = co_training.co_training_loss(ctx)
+  # In numpy: FGSM of a linear softmax classifier, grad_x CE = (softmax(x w) - y) w^T / B.
+  x = np.concatenate([images["labeled_weak"], images["unlabeled_weak"]])
+  def adversarial(w):
+    z = flat(x) @ w
+    y = np.eye(k)[np.concatenate([labels, z[n_l:].argmax(-1)])]
+    grad = (_softmax(z) - y) @ w.T / len(x)
+    return flat(x) + eps * np.sign(grad)
+  g1, g2 = adversarial(w1), adversarial(w2)
+  p1, p2 = _softmax(flat(x) @ w1), _softmax(flat(x) @ w2)
+  h = lambda p, q: -(p * np.log(q)).sum(-1)
+  dif = (h(p1, _softmax(g1 @ w2)) + h(p2, _softmax(g2 @ w1))).mean()
+  ce = lambda z, y: -np.log(_softmax(z))[np.arange(len(y)), y].mean()
+  sup = ce(flat(images["labeled_weak"]) @ w1, labels) + ce(flat(images["labeled_weak"]) @ w2,
+                                                           labels)
+  js = _js(flat(images["unlabeled_weak"]) @ w1, flat(images["unlabeled_weak"]) @ w2)
+  np.testing.assert_allclose(loss, sup + 10 * js + 0.5 * dif, rtol=1e-5)  # ramp 1 at t = 0.5
+  np.testing.assert_allclose(metrics["view_difference"], dif, rtol=1e-5)
+
+
 def test_option_errors_name_the_field():
   config = load_experiment("co_training_digits", "smoke")
   config.co_training.model = "{'name': 'cnn'}"  # not JSON
@@ -126,8 +192,9 @@ def test_option_errors_name_the_field():
 
 
 def test_smoke_training_step_trains_both_networks():
-  exp = experiment.setup(load_experiment("co_training_digits", "smoke"),
-                         devices=jax.devices()[:1])
+  config = load_experiment("co_training_digits", "smoke")
+  config.co_training.js_weight, config.co_training.dif_weight = 10.0, 0.5  # every term on
+  exp = experiment.setup(config, devices=jax.devices()[:1])
   net1 = jax.tree.map(np.asarray, exp.state.params["model"])
   net2 = jax.tree.map(np.asarray, exp.state.params["co_training"]["net2"])
   # Network 2 is the same architecture as network 1, initialised differently.
@@ -139,3 +206,4 @@ def test_smoke_training_step_trains_both_networks():
   after = state.params["co_training"]["net2"]
   assert not np.allclose(net2["classifier"]["kernel"], after["classifier"]["kernel"])
   assert "co_training" in state.model_state  # network 2's own BatchNorm statistics
+  assert np.isfinite(float(metrics["co_training/view_difference"]))
