@@ -156,4 +156,5 @@ def option_errors(options) -> list[str]:
 METHOD = register(Method(
     name="self_training", loss=self_training_loss, options=OPTIONS, option_errors=option_errors,
     views=views,
-    targets=targets, init_state=init_state))
+    targets=targets, init_state=init_state,
+    needs_pool_indices=True))  # reads ctx.batch['unlabeled_indices']: no data.streaming
