@@ -36,6 +36,11 @@ from sslx.losses.semi_supervised import pseudo_label_loss
 from sslx.losses.semi_supervised import tsa_cross_entropy, tsa_threshold, uda_consistency
 from sslx.losses.semi_supervised import entropy_loss, kl_with_logits, vat_perturbation
 from sslx.losses.semi_supervised import mixmatch_loss, mixup, mixup_lambda, sharpen
+from sslx.losses.holistic import class_prior, remixmatch_loss, soft_cross_entropy
+from sslx.losses.self_training import (co_training_js_divergence, co_training_view_difference,
+                                       cross_pseudo_label_loss, exp_rampup, fgsm_perturbation,
+                                       pool_targets, round_boundary_momentum,
+                                       round_index, teacher_targets)
 
 __all__ = ["accuracy", "alignment", "byol_loss", "contrastive_accuracy", "cross_entropy",
            "fixmatch_consistency", "nt_xent", "softmax_mse", "uniformity",
@@ -79,6 +84,10 @@ __all__ += [  # the contrastive-graph family (sslx/losses/contrastive_graph.py)
     "comatch_pseudo_label_graph", "distribution_queue_update", "simmatch_bank_update",
     "simmatch_in_loss", "simmatch_pseudo_labels",
 ]
+__all__ += ["class_prior", "remixmatch_loss", "soft_cross_entropy"]
+__all__ += ["co_training_js_divergence", "co_training_view_difference", "cross_pseudo_label_loss",
+            "exp_rampup", "fgsm_perturbation", "pool_targets",
+            "round_boundary_momentum", "round_index", "teacher_targets"]
 
 
 def __getattr__(name: str):
