@@ -136,7 +136,9 @@ ROWS = {
         ("vat", "VAT + EntMin"), ("mixmatch", "MixMatch"),
         ("flexmatch", "FlexMatch"), ("freematch", "FreeMatch"), ("softmatch", "SoftMatch"),
         ("dash", "Dash"), ("adamatch", "AdaMatch"), ("simmatch", "SimMatch"),
-        ("comatch", "CoMatch"))},
+        ("comatch", "CoMatch"), ("remixmatch", "ReMixMatch"),
+        ("co_training", "Co-training (two networks)"),
+        ("self_training", "Self-training / Noisy Student (rounds)"))},
     **{row: (f"{title} + {probe} on the labeled subset",
              trainer_row(f"{name}_digits", metric,
                          shares_runs_of=None if metric == "linear_probe_accuracy"
