@@ -95,7 +95,7 @@ def test_bad_config_args_name_the_file_and_arg(name, arg, message):
   assert message in str(info.value)
 
 
-_SOLO_CIFAR = ["byol_cifar", "simsiam_cifar", "moco_cifar"]
+_SOLO_CIFAR = ["byol_cifar", "simsiam_cifar", "barlow_twins_cifar", "vicreg_cifar", "moco_cifar"]
 
 
 @pytest.mark.parametrize("name", _SOLO_CIFAR)
