@@ -88,6 +88,7 @@ def test_notmnist_smoke_on_the_real_file(tmp_path):
     ("byol_cifar", "dataset=svhn",
      "byol_cifar.py: dataset must be one of ['cifar10', 'cifar100'], got 'svhn'"),
     ("moco_cifar", "dataset=cifar100,method=byol", "moco_cifar.py: unknown arg(s) ['method']"),
+    ("swav_cifar", "dataset=cifar100,method=dino", "swav_cifar.py: unknown arg(s) ['method']"),
 ])
 def test_bad_config_args_name_the_file_and_arg(name, arg, message):
   with pytest.raises(ValueError) as info:
@@ -95,7 +96,8 @@ def test_bad_config_args_name_the_file_and_arg(name, arg, message):
   assert message in str(info.value)
 
 
-_SOLO_CIFAR = ["byol_cifar", "simsiam_cifar", "barlow_twins_cifar", "vicreg_cifar", "moco_cifar"]
+_SOLO_CIFAR = ["byol_cifar", "simsiam_cifar", "barlow_twins_cifar", "vicreg_cifar", "moco_cifar",
+               "dino_cifar", "swav_cifar"]
 
 
 @pytest.mark.parametrize("name", _SOLO_CIFAR)
