@@ -85,8 +85,31 @@ def test_notmnist_smoke_on_the_real_file(tmp_path):
     ("nnclr_cifar10", "images=100", "nnclr_cifar10.py: images must be a positive multiple of 64"),
     ("mae_cifar10", "epoch=5", "mae_cifar10.py: unknown arg(s) ['epoch']"),
     ("mae_digits", "labels=4", "mae_digits.py: unknown arg(s) ['labels']"),
+    ("byol_cifar", "dataset=svhn",
+     "byol_cifar.py: dataset must be one of ['cifar10', 'cifar100'], got 'svhn'"),
+    ("moco_cifar", "dataset=cifar100,method=byol", "moco_cifar.py: unknown arg(s) ['method']"),
+    ("swav_cifar", "dataset=cifar100,method=dino", "swav_cifar.py: unknown arg(s) ['method']"),
 ])
 def test_bad_config_args_name_the_file_and_arg(name, arg, message):
   with pytest.raises(ValueError) as info:
     load_experiment(name, arg)
   assert message in str(info.value)
+
+
+_SOLO_CIFAR = ["byol_cifar", "simsiam_cifar", "barlow_twins_cifar", "vicreg_cifar", "moco_cifar",
+               "dino_cifar", "swav_cifar"]
+
+
+@pytest.mark.parametrize("name", _SOLO_CIFAR)
+def test_solo_learn_cifar_configs_switch_dataset_and_nothing_else(name):
+  """``dataset=cifar100`` changes only ``data.name`` (solo-learn's YAMLs differ only there), and
+  every file runs solo's schedule: 1000 epochs of 195 steps, 10 of warm-up, 256 images a step."""
+  from sslx.config import config_errors, differing_fields
+  c10, c100 = load_experiment(name, ""), load_experiment(name, "dataset=cifar100")
+  assert differing_fields(c10.to_dict(), c100.to_dict()) == [
+      "data.name: 'cifar10' -> 'cifar100'"]
+  assert config_errors(c100) == []
+  assert (c10.num_steps, c10.optimizer.warmup_steps) == (195_000, 1_950)
+  assert c10.batch_size * c10.unlabeled_ratio == 256
+  assert c10.method == name[:-len("_cifar")] and c10.loss.terms[c10.method] > 0
+  assert c10.model.name == "resnet18" and c10.model.stem == "cifar"
