@@ -374,7 +374,17 @@ def load_config(workdir: str):
   if not os.path.exists(path):
     raise FileNotFoundError(f"no config.json in {workdir!r}: --features needs a sslx workdir")
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    saved = json.load(f)
+  # A run written by an older sslx lacks the fields added since (a new augmentation's
+  # settings, a method's new option): give them their defaults, which the older code
+  # behaved as, so its checkpoint can still be restored and plotted.
+  from sslx.methods import default_augment_config, method_option_configs
+  for section, defaults in [("augment", default_augment_config()),
+                            *method_option_configs().items()]:
+    if isinstance(saved.get(section), dict):
+      for key, value in defaults.to_dict().items():
+        saved[section].setdefault(key, value)
+  return ml_collections.ConfigDict(saved)
 
 
 def restore_latest(workdir: str, config=None):

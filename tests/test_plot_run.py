@@ -246,3 +246,19 @@ def test_gradient_norm_axis_has_plain_tick_labels(tmp_path, monkeypatch, low, hi
     assert "mean over the log window" in ax.get_xlabel()
   for fig in figs:
     plot_run.plt.close(fig)
+
+
+def test_load_config_of_an_older_run_gets_new_fields_defaults(tmp_path):
+  """A workdir written before a field existed (here: the multi-crop settings and a
+  method option) still loads, with the defaults the older code behaved as."""
+  from sslx.config import config_errors
+  config = load_experiment("fixmatch_digits", "smoke").to_dict()
+  del config["augment"]["multicrop_local_scale"]
+  del config["fixmatch"]["threshold"]
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(config, f)
+  loaded = plot_run.load_config(str(tmp_path))
+  assert tuple(loaded.augment.multicrop_local_scale) == (0.05, 0.4)
+  from sslx.methods import method_option_configs
+  assert loaded.fixmatch.threshold == method_option_configs()["fixmatch"].threshold
+  assert config_errors(loaded) == []
