@@ -133,7 +133,7 @@ def setup(config: ml_collections.ConfigDict, *, devices=None, dataset=None) -> E
   normalize = make_normalize(dataset.mean, dataset.std)
   active = methods.active_methods(config)
   info = methods.model_info(model, dataset.image_shape, dataset.num_classes, pool_sizes,
-                            config.num_steps)
+                            config.num_steps, labeled_labels=dataset.labeled_labels)
   extras = methods.extra_modules(active, info)
   state = step_lib.create_train_state(
       model, optimizer, dataset.image_shape, jax.random.fold_in(seeds.seed_key(config.seed), 2),

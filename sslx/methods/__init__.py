@@ -101,14 +101,23 @@ def active_methods(config) -> dict[str, Active]:
   return out
 
 
-def model_info(model, image_shape, num_classes: int, pool_sizes, num_steps: int) -> ModelInfo:
-  """Feature/projection sizes of `model`, read from its abstract output shapes."""
+def model_info(model, image_shape, num_classes: int, pool_sizes, num_steps: int,
+               labeled_labels=None) -> ModelInfo:
+  """Feature/projection sizes of `model`, read from its abstract output shapes, and the
+  labeled class prior of `labeled_labels` (uniform when None)."""
+  import numpy as np
+  counts = np.zeros(num_classes)
+  if labeled_labels is not None:
+    known = np.asarray(labeled_labels)
+    counts = np.bincount(known[known >= 0], minlength=num_classes)[:num_classes].astype(float)
+  prior = (counts / counts.sum() if counts.sum() else np.full(num_classes, 1.0 / num_classes))
   x = jax.ShapeDtypeStruct((1, *image_shape), jnp.float32)
   shapes = jax.eval_shape(lambda x: model.init_with_output(jax.random.key(0), x, train=False)[0], x)
   return ModelInfo(num_classes=num_classes, image_shape=tuple(image_shape),
                    feature_dim=int(shapes["features"].shape[-1]),
                    projection_dim=int(shapes["projection"].shape[-1]) if "projection" in shapes else 0,
-                   pool_sizes=dict(pool_sizes), num_steps=num_steps)
+                   pool_sizes=dict(pool_sizes), num_steps=num_steps,
+                   labeled_class_prior=tuple(float(p) for p in prior))
 
 
 def extra_modules(active, info: ModelInfo) -> dict[str, dict[str, Extra]]:

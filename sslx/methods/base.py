@@ -114,6 +114,9 @@ class ModelInfo:
   projection_dim: int  # 0 without a projection head
   pool_sizes: Mapping[str, int]
   num_steps: int
+  # Share of each class among the labeled examples ([num_classes]; uniform when unknown):
+  # ReMixMatch's distribution-alignment target, a prior for class statistics.
+  labeled_class_prior: tuple[float, ...] | None = None
 
 
 # Two augmented views of each unlabeled image, by the kind a two-view method's

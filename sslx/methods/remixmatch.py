@@ -35,9 +35,8 @@ weak, strong and labeled views go through sslx's one shared online pass (USB run
 weak view without gradient and freezes BatchNorm for the strong views), the mixed batch is
 one online pass (USB interleaves and updates BatchNorm from the first chunk only); the
 rotation pass leaves the running statistics alone as USB's ``freeze_bn``. The labeled
-class prior is read from the labeled pool by the ``refresh`` hook once, at step 0
-(``refresh_every`` is set beyond any run; do not change it); before that, and for
-streamed data with no device-resident pool, it is uniform.
+class prior comes from the labeled split at init (``ModelInfo.labeled_class_prior``), so
+device-resident and streamed data behave the same.
 
 Diagnostics: the four losses, the ramp, lambda, the guesses' confidence and accuracy
 against the known unlabeled labels, and the rotation accuracy.
@@ -49,7 +48,7 @@ import ml_collections
 
 from sslx.losses.adaptive import align_distribution, distribution_alignment_update
 from sslx.losses.classification import accuracy, cross_entropy
-from sslx.losses.holistic import class_prior, remixmatch_loss
+from sslx.losses.holistic import remixmatch_loss
 from sslx.losses.semi_supervised import mixup, mixup_lambda, sharpen
 from sslx.methods.base import Context, Extra, Method, View, register
 from sslx.methods.mean_teacher import ramp
@@ -64,9 +63,6 @@ OPTIONS = ml_collections.ConfigDict(dict(
     rotation_weight=0.5,  # lambda_rot; 0 turns the rotation head off (USB rot_loss_ratio)
     warmup=1 / 64,  # fraction of training over which the unlabeled weights ramp 0 -> 1
     distribution_momentum=0.999,  # decay of the running mean of weak predictions (USB hook)
-    # The refresh that reads the labeled class prior from the pool runs once, at step 0.
-    refresh_every=2 ** 31 - 1,
-    start_step=0,
 ))
 
 
@@ -85,17 +81,10 @@ def views(options):
 def init_state(options, info):
   del options
   k = info.num_classes
+  prior = info.labeled_class_prior or (1.0 / k,) * k
   return {"p_model": jnp.full((k,), 1.0 / k, jnp.float32),
-          "p_target": jnp.full((k,), 1.0 / k, jnp.float32),  # until the step-0 refresh
+          "p_target": jnp.asarray(prior, jnp.float32),  # USB's p_target_type='gt'
           "da_updates": jnp.zeros((), jnp.int32)}
-
-
-def refresh(options, embed, arrays, state, num_classes):
-  """Sets the target distribution to the labeled pool's class prior (no forward pass)."""
-  del options, embed
-  if arrays is None or "labeled_labels" not in arrays:
-    return state
-  return {**state, "p_target": class_prior(arrays["labeled_labels"], num_classes)}
 
 
 def rotate_each(images: jax.Array, turns: jax.Array) -> jax.Array:
@@ -169,10 +158,6 @@ def option_errors(options) -> list[str]:
   m = options.distribution_momentum
   if not _number(m) or not 0 <= m < 1:
     errors.append(f"remixmatch.distribution_momentum must be in [0, 1), got {m!r}")
-  if options.refresh_every != OPTIONS.refresh_every or options.start_step != 0:
-    errors.append("remixmatch.refresh_every and remixmatch.start_step schedule the one read "
-                  "of the labeled class prior at step 0; leave them at their defaults, got "
-                  f"{options.refresh_every!r} and {options.start_step!r}")
   return errors
 
 
@@ -185,4 +170,4 @@ def extras(options, info):
 
 METHOD = register(Method(
     name="remixmatch", loss=remixmatch_method_loss, options=OPTIONS, option_errors=option_errors,
-    views=views, extras=extras, init_state=init_state, refresh=refresh))
+    views=views, extras=extras, init_state=init_state))
