@@ -27,12 +27,15 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sslx.augment import _core
 
 Array = jax.Array
 
-LEVELS = jnp.arange(256, dtype=jnp.int32)
+# numpy, not jnp: importing sslx must not start a JAX backend (main sets the CPU device
+# count first).
+LEVELS = np.arange(256, dtype=np.int32)
 
 # ---------------------------------------------------------------------------
 # 256-entry lookup tables (int32 levels 0..255), batched over leading axes.
