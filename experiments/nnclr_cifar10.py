@@ -27,7 +27,11 @@ stop_gradient(features) (labeled batch 64), then a converged linear probe and a 
 kNN (k = 200, T = 0.07) on all 50,000 training images.
 """
 
-from sslx.config import base_config, parse_config_arg, positive_int_arg
+import os
+
+from sslx.config import load_config_file, parse_config_arg, positive_int_arg
+
+_SIMCLR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "simclr_cifar10.py")
 
 _ARGS = ("images", "epochs", "smoke")
 TRAIN_IMAGES = 50_000
@@ -41,51 +45,24 @@ def get_config(arg=None):
   images = positive_int_arg(args, "images", 256, source=source, multiple_of=PROBE_BATCH)
   epochs = positive_int_arg(args, "epochs", 1000, source=source)
 
-  c = base_config()
+  # SimCLR's CIFAR-10 ResNet-18 setup (data, online probe, evaluation, LARS + cosine,
+  # 10 warm-up epochs); only NNCLR's term, heads and solo-learn's rates differ.
+  c = load_config_file(_SIMCLR, ",".join(
+      ["model=resnet18", f"images={images}", f"epochs={epochs}"]
+      + (["smoke"] if args.get("smoke") else [])))
   c.method = "nnclr"
-  c.data.name = "cifar10"
-  c.data.num_labels = -1  # linear evaluation uses every training label
-  c.data.unlabeled_pool = "all"
-  c.model = dict(name="resnet18", stem="cifar", projection_dim=256, projection_hidden_dim=2048,
-                 projection_layers=3, stop_gradient_classifier=True)
+  if not args.get("smoke"):
+    c.model = dict(name="resnet18", stem="cifar", projection_dim=256,
+                   projection_hidden_dim=2048, projection_layers=3,
+                   stop_gradient_classifier=True)
   c.loss.terms = {"nnclr": 1.0, "supervised": 1.0}  # supervised = online probe only
   c.nnclr.temperature = 0.2
   c.nnclr.queue_size = 65536
   c.nnclr.predictor_hidden_dim = 4096
   c.nnclr.views = "simclr"
-  c.augment.flip = True
-  c.augment.translate = 0.125  # the online probe's weak view
-  c.augment.simclr_strength = 0.5
-  c.augment.simclr_crop_scale = (0.08, 1.0)
-  c.augment.simclr_blur = False
-  c.batch_size = PROBE_BATCH
-  c.unlabeled_ratio = images // PROBE_BATCH
-  steps_per_epoch = TRAIN_IMAGES / images
-  c.num_steps = int(epochs * steps_per_epoch)
-  c.optimizer.name = "lars"
   c.optimizer.learning_rate = 0.4 * images / 256
-  c.optimizer.momentum = 0.9
-  c.optimizer.nesterov = False
   c.optimizer.weight_decay = 1e-5
-  c.optimizer.schedule = "cosine"
-  c.optimizer.warmup_steps = int(round(10 * steps_per_epoch))
-  c.ema_decay = 0.0
-  c.feature_eval.linear_probe = True
-  c.feature_eval.knn = True
-  c.feature_eval.knn_k = 200
-  c.feature_eval.knn_temperature = 0.07
-  c.log_every = 200
-  c.eval_every = 5000
-  c.checkpoint_every = 5000
-  c.eval_batch_size = 1024
   if args.get("smoke"):
-    c.model = dict(name="cnn", width=8, projection_dim=16, stop_gradient_classifier=True)
     c.nnclr.queue_size = 32
     c.nnclr.predictor_hidden_dim = 32
-    c.num_steps = 4
-    c.batch_size = 8
-    c.unlabeled_ratio = 2
-    c.optimizer.warmup_steps = 1
-    c.log_every = c.eval_every = c.checkpoint_every = 2
-    c.eval_batch_size = 32
   return c
