@@ -10,7 +10,10 @@ loss:
   that name the same view share its images and its forward pass (FixMatch and the graph
   term both read ``unlabeled_weak``). Every view of every active method goes through the
   online model in ONE forward pass in train mode (shared BatchNorm statistics, as the
-  official FixMatch and SimCLR code), one pass per image shape (multi-crop).
+  official FixMatch and SimCLR code), one pass per image shape (multi-crop); its outputs
+  are ``ctx.outputs[view]``. A view only another network reads (a teacher's clean input,
+  a second network's view) is declared ``View(pool, augment, shared_pass=False)``: its
+  images reach ``ctx.images`` but stay out of the shared pass and its BatchNorm batch.
 ``augmentations``
   ``augmentations(config.augment, options) -> {name: fn(key, images)}``: augmentations
   of its own. ``fn`` returns images, or ``(images, targets)`` for a pretext task (the
@@ -76,6 +79,7 @@ class View:
   """Images a method reads: a batch pool and an augmentation, both by name."""
   pool: str  # 'labeled' | 'unlabeled'
   augment: str  # 'none' | 'weak' | 'strong' | 'simclr' | a method's own augmentation
+  shared_pass: bool = True  # False: images only (ctx.images), no online forward pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +237,7 @@ class Context:
     self.options, self.state = options, state
     self.step, self.batch = shared.step, shared.batch
     self.num_classes, self.num_steps = shared.num_classes, shared.num_steps
-    self.outputs = {v: shared.outputs[v] for v in views}
+    self.outputs = {v: shared.outputs[v] for v in views if v in shared.outputs}
     self.images = {v: shared.images[v] for v in views}
     self.targets = {v: shared.targets[v] for v in views if v in shared.targets}
 
@@ -344,7 +348,7 @@ def make_loss_fn(active: Mapping[str, Active], *, model, normalize, augmenters, 
       shared.images[name] = normalize(out)
     # 2. One online forward pass per image shape (normally exactly one).
     by_shape: dict[tuple, list[str]] = {}
-    for name in sorted(views):
+    for name in sorted(v for v in views if views[v].shared_pass):
       by_shape.setdefault(shared.images[name].shape[1:], []).append(name)
     for shape, group in by_shape.items():
       sizes = [shared.images[v].shape[0] for v in group]
@@ -387,13 +391,17 @@ def _apply_model(shared: _Shared, model_params, images, *, train: bool, key, onl
 
 
 def merged_views(active: Mapping[str, Active]) -> dict[str, View]:
-  """All views of the active methods; a name declared twice must mean the same view."""
+  """All views of the active methods; a name declared twice must mean the same images
+  (pool and augmentation). It goes through the shared pass if any method asks for that."""
   views: dict[str, View] = {}
   for name, a in active.items():
     for view_name, view in a.views.items():
-      if views.setdefault(view_name, view) != view:
-        raise ValueError(f"view {view_name!r} is declared as {views[view_name]} by one method "
+      old = views.setdefault(view_name, view)
+      if (old.pool, old.augment) != (view.pool, view.augment):
+        raise ValueError(f"view {view_name!r} is declared as {old} by one method "
                          f"and as {view} by {name!r}")
+      if view.shared_pass and not old.shared_pass:
+        views[view_name] = view
   return views
 
 

@@ -50,9 +50,9 @@ of the two distributions: not followed. Its L_dif (not detached targets, the mea
 S + U) is followed, but for BatchNorm: network 1 sees the adversarial images without
 moving its running statistics, network 2 sees them in its one train-mode pass (the
 PyTorch code runs every pass in train mode). Qiao draws a different labeled batch for
-each network; here both read the same ``labeled_weak`` batch. Network 2's inputs are
-views of the one shared pass, so network 1 also sees ``unlabeled_weak_2`` in its shared
-forward (its prediction there is unused).
+each network; here both read the same ``labeled_weak`` batch. ``unlabeled_weak_2`` is
+network 2's view only (``shared_pass=False``): network 1's shared forward pass and its
+BatchNorm batch see ``labeled_weak`` and ``unlabeled_weak``, as in the PyTorch code.
 
 Diagnostics: both networks' labeled accuracy, each direction's mask rate and
 pseudo-label accuracy against the known unlabeled labels, the two networks' agreement on
@@ -189,5 +189,5 @@ def extras(options, info):
 METHOD = register(Method(
     name="co_training", loss=co_training_loss, options=OPTIONS, option_errors=option_errors,
     views={"labeled_weak": View("labeled", "weak"), "unlabeled_weak": View("unlabeled", "weak"),
-           "unlabeled_weak_2": View("unlabeled", "weak")},
+           "unlabeled_weak_2": View("unlabeled", "weak", shared_pass=False)},
     extras=extras))

@@ -157,3 +157,46 @@ def test_adding_a_method_leaves_every_other_views_draws_unchanged():
   after = run({"supervised": 1.0, "fixmatch": 1.0, "nt_xent": 1.0}, nt_xent={"views": "strong"})
   assert before["weak"] == after["weak"]  # labeled_weak and unlabeled_weak: same draws
   assert set(before["strong"]) < set(after["strong"])  # one new strong view, the old one kept
+
+
+def test_a_view_outside_the_shared_pass_reaches_images_but_not_the_online_model():
+  """``View(..., shared_pass=False)``: images for another network only. The shared pass
+  (and so its BatchNorm batch) holds the other views; a method that asks for the same
+  view in the shared pass gets it there; a name reused for other images is refused."""
+  from sslx.methods.base import View
+  from sslx.step import TrainState
+  passes, seen = [], {}
+
+  class Model:
+    def apply(self, variables, x, train=False, rngs=None, mutable=False):
+      passes.append(x.shape[0])
+      f = x.reshape(x.shape[0], -1)
+      return {"logits": f[:, :3], "features": f, "projection": f}
+
+  def method(name, views):
+    def loss(ctx):
+      seen[name] = (sorted(ctx.outputs), sorted(ctx.images))
+      return jnp.zeros(()), {}
+    m = methods.Method(name=name, loss=loss, views=views)
+    return methods.Active(m, 1.0, m.options, m.views_for(m.options))
+
+  def run(*active):
+    passes.clear()
+    fn = methods.make_loss_fn({a.method.name: a for a in active}, model=Model(),
+                              normalize=lambda x: x, augmenters={"weak": lambda k, x: x + 1},
+                              extra_modules={}, num_classes=3, num_steps=10)
+    batch = {"labeled_images": jnp.ones((2, 2, 2, 1)), "unlabeled_images": jnp.ones((4, 2, 2, 1))}
+    state = TrainState(step=jnp.int32(0), params={"model": {}}, model_state={}, opt_state=(),
+                       ema_params={}, method_state={})
+    fn({"model": {}}, state, batch, jax.random.key(0))
+
+  teacher_only = method("two_nets", {"l": View("labeled", "weak"),
+                                     "u2": View("unlabeled", "weak", shared_pass=False)})
+  run(teacher_only)
+  assert passes == [2]  # the labeled view only
+  assert seen["two_nets"] == (["l"], ["l", "u2"])
+  run(teacher_only, method("reader", {"u2": View("unlabeled", "weak")}))
+  assert passes == [6]
+  assert seen["two_nets"] == (["l", "u2"], ["l", "u2"])
+  with pytest.raises(ValueError, match="'u2' is declared as"):
+    run(teacher_only, method("other", {"u2": View("labeled", "weak")}))
