@@ -458,16 +458,13 @@ def _scatter(ax, y, labels, num_classes, title):
   ax.set_yticks([])
 
 
-def plot_features(workdir: str, out_dir: str, *, tsne: bool = False, max_points: int = 2000,
-                  params: str = "auto", title: str = "") -> str:
-  """Writes ``features.png``: 2-D projections of the test set's features, by class.
+def test_features(workdir: str, *, max_points: int = 2000, params: str = "auto"):
+  """The test set's learned features from a workdir's latest checkpoint.
 
-  Args:
-    workdir: a sslx workdir with ``config.json`` and at least one checkpoint.
-    out_dir: where the PNG goes.
-    tsne: add a t-SNE panel (scikit-learn; slower than PCA).
-    max_points: at most this many test images (a fixed random subset).
-    params: ``'ema'``, ``'raw'`` or ``'auto'`` (EMA when the run kept one).
+  Returns ``(images, labels, features, info)``: a fixed random subset of at most
+  ``max_points`` test images (uint8), their labels, ``[N, D]`` features of the EMA
+  (``params='auto'`` when the run kept one, or ``'ema'``) or raw (``'raw'``) parameters,
+  and ``info`` = dict(dataset, num_classes, step, params).
   """
   from sslx import evaluation, train
   if params not in ("auto", "ema", "raw"):
@@ -483,29 +480,100 @@ def plot_features(workdir: str, out_dir: str, *, tsne: bool = False, max_points:
   feats = evaluation.extract_features(model, train.to_host(weights),
                                       train.to_host(state.model_state), normalize, images,
                                       batch_size=min(512, len(images)))
-  step = int(train.to_host(state.step))
+  info = dict(dataset=dataset.name, num_classes=dataset.num_classes,
+              step=int(train.to_host(state.step)), params="EMA" if use_ema else "raw")
+  return images, labels, feats, info
+
+
+def _legend(fig, ax):
+  handles, names = ax.get_legend_handles_labels()
+  if handles:
+    fig.legend(handles, names, loc="center right", title="class", markerscale=2, fontsize=8)
+  return bool(handles)
+
+
+def plot_features(workdir: str, out_dir: str, *, tsne: bool = False, max_points: int = 2000,
+                  params: str = "auto", title: str = "") -> str:
+  """Writes ``features.png``: 2-D projections of the test set's features, by class.
+
+  Args:
+    workdir: a sslx workdir with ``config.json`` and at least one checkpoint.
+    out_dir: where the PNG goes.
+    tsne: add a t-SNE panel (scikit-learn; slower than PCA).
+    max_points: at most this many test images (a fixed random subset).
+    params: ``'ema'``, ``'raw'`` or ``'auto'`` (EMA when the run kept one).
+  """
+  images, labels, feats, info = test_features(workdir, max_points=max_points, params=params)
   panels = [("raw pixels, PCA", *embed_2d(images.astype(np.float32) / 255.0, "pca")),
             ("features, PCA", *embed_2d(feats, "pca"))]
   if tsne:
     panels.append(("features, t-SNE", *embed_2d(feats, "tsne")))
   fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5), squeeze=False)
   for ax, (name, y, note) in zip(axes[0], panels):
-    _scatter(ax, y, labels, dataset.num_classes, f"{name}\n{note}")
-  handles, names = axes[0, -1].get_legend_handles_labels()
-  if handles:
-    fig.legend(handles, names, loc="center right", title="class", markerscale=2, fontsize=8)
+    _scatter(ax, y, labels, info["num_classes"], f"{name}\n{note}")
+  legend = _legend(fig, axes[0, -1])
+  if legend:
     fig.subplots_adjust(right=0.92)
-  which = "EMA" if use_ema else "raw"
   head = (f"{title}\n" if title else "") + (
-      f"{len(idx)} test images of {dataset.name}, {feats.shape[1]}-d features of the "
-      f"{which} parameters at step {step}")
+      f"{len(labels)} test images of {info['dataset']}, {feats.shape[1]}-d features of the "
+      f"{info['params']} parameters at step {info['step']}")
   fig.suptitle(head, fontsize=10)
-  fig.tight_layout(rect=(0, 0, 0.92 if handles else 1, 1))
+  fig.tight_layout(rect=(0, 0, 0.92 if legend else 1, 1))
   path = os.path.join(out_dir, "features.png")
   os.makedirs(out_dir, exist_ok=True)
   fig.savefig(path, dpi=DPI)
   plt.close(fig)
   return path
+
+
+def plot_feature_grid(runs: Sequence[tuple[str, str]], path: str, *, method: str = "tsne",
+                      max_points: int = 1000, params: str = "auto", columns: int = 4) -> str:
+  """One PNG comparing runs: the test set's raw pixels, then each run's features, in 2-D.
+
+  Args:
+    runs: ``(name, workdir)`` pairs, drawn in this order; each panel's title gives the
+      run's linear-probe / kNN / test accuracy from its ``results.json`` when present.
+    path: the PNG to write.
+    method: ``'tsne'`` or ``'pca'``.
+    max_points, params: as :func:`plot_features` (the same test subset for every run).
+  """
+  if not runs:
+    raise ValueError("runs is empty: give at least one (name, workdir)")
+  panels = []
+  for name, workdir in runs:
+    images, labels, feats, info = test_features(workdir, max_points=max_points, params=params)
+    if not panels:
+      panels.append(("raw pixels", embed_2d(images.astype(np.float32) / 255.0, method)[0],
+                     labels, info))
+    panels.append((f"{name}\n{_scores(workdir)}", embed_2d(feats, method)[0], labels, info))
+  rows = -(-len(panels) // columns)
+  fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.6 * rows), squeeze=False)
+  for ax in axes.flat[len(panels):]:
+    ax.axis("off")
+  for ax, (title, y, labels, info) in zip(axes.flat, panels):
+    _scatter(ax, y, labels, info["num_classes"], title)
+  legend = _legend(fig, axes.flat[0])
+  info = panels[0][3]
+  fig.suptitle(f"{'t-SNE' if method == 'tsne' else 'PCA'} of {len(panels[0][2])} test images "
+               f"of {info['dataset']}, each run's {info['params']} parameters "
+               f"(latest checkpoint)", fontsize=10)
+  fig.tight_layout(rect=(0, 0, 0.94 if legend else 1, 1))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=DPI)
+  plt.close(fig)
+  return path
+
+
+def _scores(workdir: str) -> str:
+  try:
+    with open(os.path.join(workdir, "results.json")) as f:
+      res = json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return "(no results.json)"
+  names = (("linear_probe_accuracy", "probe"), ("knn_accuracy", "kNN"),
+           ("test_accuracy_ema", "test"))
+  return ", ".join(f"{short} {100 * res[k]:.1f}" for k, short in names
+                   if isinstance(res.get(k), (int, float))) or "(no accuracy)"
 
 
 # ---------------------------------------------------------------------------

@@ -200,6 +200,27 @@ def test_plot_features_without_a_checkpoint_is_a_clear_error(saved_run, tmp_path
     plot_run.plot_features(str(tmp_path / "nowhere"), str(tmp_path))
 
 
+def test_feature_grid_draws_pixels_then_every_run_with_its_scores(saved_run, tmp_path,
+                                                                  monkeypatch):
+  workdir, _ = saved_run
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump({"linear_probe_accuracy": 0.8125, "knn_accuracy": 0.75}, f)
+  path = str(tmp_path / "grid" / "features.png")
+  figs = _figures_of(monkeypatch, lambda: plot_run.plot_feature_grid(
+      [("first", workdir), ("second", workdir)], path, method="pca", max_points=60, columns=2))
+  assert _is_png(path)
+  (fig,) = figs
+  titles = [ax.get_title() for ax in fig.axes if ax.axison]
+  assert titles == ["raw pixels", "first\nprobe 81.2, kNN 75.0", "second\nprobe 81.2, kNN 75.0"]
+  assert len(fig.axes) == 4 and not fig.axes[3].axison  # 2 x 2 grid, the spare panel off
+  # the same run twice: the same points
+  a, b = (np.asarray(ax.collections[0].get_offsets()) for ax in fig.axes[1:3])
+  np.testing.assert_allclose(a, b)
+  plot_run.plt.close(fig)
+  with pytest.raises(ValueError, match="runs is empty"):
+    plot_run.plot_feature_grid([], path)
+
+
 def _figures_of(monkeypatch, fn):
   """Runs `fn`, returning the figures it closes (already drawn to PNG); the caller
   closes them."""
