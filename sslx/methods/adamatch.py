@@ -32,6 +32,7 @@ from sslx.losses.adaptive import (align_distribution, distribution_alignment_upd
                                   masked_pseudo_label_loss, pseudo_label_diagnostics,
                                   relative_threshold)
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     threshold=0.95,  # tau, relative to the mean labeled confidence (USB p_cutoff)
@@ -70,13 +71,10 @@ def adamatch_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  for name, ok, want in (("threshold", lambda v: 0 <= v <= 1, "in [0, 1]"),
-                         ("ema_p", lambda v: 0 <= v < 1, "in [0, 1)")):
-    v = options[name]
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not ok(v):
-      errors.append(f"adamatch.{name} must be {want}, got {v!r}")
-  return errors
+  return check("adamatch", options, {
+      "threshold": number(0, 1),
+      "ema_p": number(0, 1, high_open=True),
+  })
 
 
 METHOD = register(Method(

@@ -36,6 +36,7 @@ from sslx.losses.adaptive import (dash_selection, dash_threshold, masked_pseudo_
                                   pseudo_label_diagnostics)
 from sslx.losses.classification import cross_entropy
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, integer, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     warmup_steps=2048,  # supervised-only steps before the term starts (USB num_wu_iter)
@@ -80,24 +81,16 @@ def dash_loss(ctx: Context):
   return loss, metrics, {"rho_init": rho_init, "warmup_batches": warmup_batches}
 
 
-def _is_number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  checks = (("warmup_steps", lambda v: isinstance(v, int) and v >= 1, "an int >= 1"),
-            ("update_every", lambda v: isinstance(v, int) and v >= 1, "an int >= 1"),
-            ("rho_init_decay", lambda v: 0 <= v < 1, "in [0, 1)"),
-            ("c", lambda v: 0 < v < float("inf"), "a finite number > 0"),
-            ("gamma", lambda v: 1 <= v < float("inf"), "a finite number >= 1"),
-            ("rho_min", lambda v: 0 < v < float("inf"), "a finite number > 0"),
-            ("temperature", lambda v: 0 < v < float("inf"), "a finite number > 0"))
-  for name, ok, want in checks:
-    v = options[name]
-    if not _is_number(v) or not ok(v):
-      errors.append(f"dash.{name} must be {want}, got {v!r}")
-  return errors
+  return check("dash", options, {
+      "warmup_steps": integer(1),
+      "update_every": integer(1),
+      "rho_init_decay": number(0, 1, high_open=True),
+      "c": number(0, low_open=True),
+      "gamma": number(1),
+      "rho_min": number(0, low_open=True),
+      "temperature": number(0, low_open=True),
+  })
 
 
 METHOD = register(Method(

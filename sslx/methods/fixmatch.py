@@ -16,6 +16,7 @@ import ml_collections
 
 from sslx.losses.consistency import fixmatch_consistency
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     threshold=0.95,  # tau: confidence needed for a pseudo-label to count
@@ -62,19 +63,13 @@ def fixmatch_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  t = options.threshold
-  if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 1:
-    errors.append(f"fixmatch.threshold must be in [0, 1], got {t!r}")
-  if (not isinstance(options.sharpen_temperature, (int, float))
-      or not 0 < options.sharpen_temperature < float("inf")):
-    errors.append(f"fixmatch.sharpen_temperature must be a finite number > 0, got "
-                  f"{options.sharpen_temperature!r}")
+  errors = check("fixmatch", options, {
+      "threshold": number(0, 1),
+      "sharpen_temperature": number(0, low_open=True),
+      "distribution_momentum": number(0, 1, high_open=True),
+  })
   if options.sharpen_temperature != 1.0 and not options.soft_targets:
     errors.append("fixmatch.sharpen_temperature only applies with fixmatch.soft_targets=True")
-  m = options.distribution_momentum
-  if not isinstance(m, (int, float)) or not 0 <= m < 1:
-    errors.append(f"fixmatch.distribution_momentum must be in [0, 1), got {m!r}")
   return errors
 
 

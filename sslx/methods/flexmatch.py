@@ -31,6 +31,7 @@ from sslx.losses.adaptive import (flexmatch_learning_effect, flexmatch_select,
                                   flexmatch_thresholds, masked_pseudo_label_loss,
                                   pseudo_label_diagnostics)
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import boolean, check, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     threshold=0.95,  # tau (USB p_cutoff)
@@ -77,18 +78,12 @@ def flexmatch_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  t = options.threshold
-  if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 <= t <= 1:
-    errors.append(f"flexmatch.threshold must be in [0, 1], got {t!r}")
-  for name in ("threshold_warmup", "hard_label"):
-    if not isinstance(options[name], bool):
-      errors.append(f"flexmatch.{name} must be True or False, got {options[name]!r}")
-  temp = options.temperature
-  if (not isinstance(temp, (int, float)) or isinstance(temp, bool)
-      or not 0 < temp < float("inf")):
-    errors.append(f"flexmatch.temperature must be a finite number > 0, got {temp!r}")
-  return errors
+  return check("flexmatch", options, {
+      "threshold": number(0, 1),
+      "threshold_warmup": boolean(),
+      "hard_label": boolean(),
+      "temperature": number(0, low_open=True),
+  })
 
 
 METHOD = register(Method(

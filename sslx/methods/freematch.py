@@ -39,6 +39,7 @@ from sslx.losses.adaptive import (freematch_fairness_loss, freematch_thresholds,
                                   freematch_update, masked_pseudo_label_loss,
                                   pseudo_label_diagnostics)
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import boolean, check, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     ema_p=0.999,  # decay of the EMAs of confidence, class probabilities and histogram
@@ -85,25 +86,15 @@ def freematch_loss(ctx: Context):
   return loss, metrics, new_state
 
 
-def _is_number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  m = options.ema_p
-  if not _is_number(m) or not 0 <= m < 1:
-    errors.append(f"freematch.ema_p must be in [0, 1), got {m!r}")
-  w = options.fairness_weight
-  if not _is_number(w) or not 0 <= w < float("inf"):
-    errors.append(f"freematch.fairness_weight must be a finite number >= 0, got {w!r}")
-  for name in ("use_quantile", "clip_threshold", "hard_label"):
-    if not isinstance(options[name], bool):
-      errors.append(f"freematch.{name} must be True or False, got {options[name]!r}")
-  t = options.temperature
-  if not _is_number(t) or not 0 < t < float("inf"):
-    errors.append(f"freematch.temperature must be a finite number > 0, got {t!r}")
-  return errors
+  return check("freematch", options, {
+      "ema_p": number(0, 1, high_open=True),
+      "fairness_weight": number(0),
+      "use_quantile": boolean(),
+      "clip_threshold": boolean(),
+      "hard_label": boolean(),
+      "temperature": number(0, low_open=True),
+  })
 
 
 METHOD = register(Method(

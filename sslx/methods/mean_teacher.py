@@ -26,6 +26,7 @@ import ml_collections
 
 from sslx.losses.consistency import softmax_mse
 from sslx.methods.base import Context, Method, Target, View, register
+from sslx.methods.checks import check, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     teacher_decay=0.999,  # EMA decay of the teacher (USB ema_m)
@@ -57,14 +58,10 @@ def mean_teacher_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  d = options.teacher_decay
-  if not isinstance(d, (int, float)) or isinstance(d, bool) or not 0 <= d < 1:
-    errors.append(f"mean_teacher.teacher_decay must be in [0, 1), got {d!r}")
-  w = options.warmup
-  if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 1:
-    errors.append(f"mean_teacher.warmup must be in [0, 1], got {w!r}")
-  return errors
+  return check("mean_teacher", options, {
+      "teacher_decay": number(0, 1, high_open=True),
+      "warmup": number(0, 1),
+  })
 
 
 METHOD = register(Method(

@@ -31,6 +31,7 @@ import ml_collections
 
 from sslx.losses.semi_supervised import mixmatch_loss, mixup, mixup_lambda, sharpen
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, integer, number
 from sslx.methods.mean_teacher import ramp
 
 OPTIONS = ml_collections.ConfigDict(dict(
@@ -79,27 +80,14 @@ def mixmatch_method_loss(ctx: Context):
   return labeled + opts.unsup_weight * weight * unlabeled, metrics
 
 
-def _number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  k = options.num_augmentations
-  if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-    errors.append(f"mixmatch.num_augmentations must be an int >= 1, got {k!r}")
-  if not _number(options.temperature) or not 0 < options.temperature < float("inf"):
-    errors.append(f"mixmatch.temperature must be a finite number > 0, got "
-                  f"{options.temperature!r}")
-  if not _number(options.alpha) or not 0 <= options.alpha < float("inf"):
-    errors.append(f"mixmatch.alpha must be a finite number >= 0, got {options.alpha!r}")
-  u = options.unsup_weight
-  if not _number(u) or not 0 <= u < float("inf"):
-    errors.append(f"mixmatch.unsup_weight must be a finite number >= 0, got {u!r}")
-  w = options.warmup
-  if not _number(w) or not 0 <= w <= 1:
-    errors.append(f"mixmatch.warmup must be in [0, 1], got {w!r}")
-  return errors
+  return check("mixmatch", options, {
+      "num_augmentations": integer(1),
+      "temperature": number(0, low_open=True),
+      "alpha": number(0),
+      "unsup_weight": number(0),
+      "warmup": number(0, 1),
+  })
 
 
 METHOD = register(Method(

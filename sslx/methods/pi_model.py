@@ -25,6 +25,7 @@ import ml_collections
 
 from sslx.losses.consistency import softmax_mse
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, number
 from sslx.methods.mean_teacher import ramp
 
 OPTIONS = ml_collections.ConfigDict(dict(
@@ -50,10 +51,7 @@ def pi_model_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  w = options.warmup
-  if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 1:
-    return [f"pi_model.warmup must be in [0, 1], got {w!r}"]
-  return []
+  return check("pi_model", options, {"warmup": number(0, 1)})
 
 
 METHOD = register(Method(

@@ -24,6 +24,7 @@ import ml_collections
 
 from sslx.losses.semi_supervised import pseudo_label_loss
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, number
 from sslx.methods.mean_teacher import ramp
 
 OPTIONS = ml_collections.ConfigDict(dict(
@@ -49,19 +50,8 @@ def pseudo_label_method_loss(ctx: Context):
   return weight * loss, metrics
 
 
-def _number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  t = options.threshold
-  if not _number(t) or not 0 <= t <= 1:
-    errors.append(f"pseudo_label.threshold must be in [0, 1], got {t!r}")
-  w = options.warmup
-  if not _number(w) or not 0 <= w <= 1:
-    errors.append(f"pseudo_label.warmup must be in [0, 1], got {w!r}")
-  return errors
+  return check("pseudo_label", options, {"threshold": number(0, 1), "warmup": number(0, 1)})
 
 
 METHOD = register(Method(

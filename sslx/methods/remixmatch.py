@@ -51,6 +51,7 @@ from sslx.losses.classification import accuracy, cross_entropy
 from sslx.losses.holistic import remixmatch_loss
 from sslx.losses.semi_supervised import mixup, mixup_lambda, sharpen
 from sslx.methods.base import Context, Extra, Method, View, register
+from sslx.methods.checks import check, integer, number
 from sslx.methods.mean_teacher import ramp
 from sslx.methods.rotation import NUM_ROTATIONS, RotationHead
 
@@ -136,29 +137,17 @@ def remixmatch_method_loss(ctx: Context):
   return loss, metrics, {"p_model": p_model, "p_target": p_target, "da_updates": da_updates}
 
 
-def _number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  k = options.num_strong_views
-  if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-    errors.append(f"remixmatch.num_strong_views must be an int >= 1, got {k!r}")
-  t = options.temperature
-  if not _number(t) or not 0 < t < float("inf"):
-    errors.append(f"remixmatch.temperature must be a finite number > 0, got {t!r}")
-  for field in ("alpha", "unsup_weight", "kl_weight", "rotation_weight"):
-    v = options[field]
-    if not _number(v) or not 0 <= v < float("inf"):
-      errors.append(f"remixmatch.{field} must be a finite number >= 0, got {v!r}")
-  w = options.warmup
-  if not _number(w) or not 0 <= w <= 1:
-    errors.append(f"remixmatch.warmup must be in [0, 1], got {w!r}")
-  m = options.distribution_momentum
-  if not _number(m) or not 0 <= m < 1:
-    errors.append(f"remixmatch.distribution_momentum must be in [0, 1), got {m!r}")
-  return errors
+  return check("remixmatch", options, {
+      "num_strong_views": integer(1),
+      "temperature": number(0, low_open=True),
+      "alpha": number(0),
+      "unsup_weight": number(0),
+      "kl_weight": number(0),
+      "rotation_weight": number(0),
+      "warmup": number(0, 1),
+      "distribution_momentum": number(0, 1, high_open=True),
+  })
 
 
 def extras(options, info):

@@ -32,6 +32,7 @@ from sslx.losses.adaptive import (align_distribution, distribution_alignment_upd
                                   masked_pseudo_label_loss, pseudo_label_diagnostics,
                                   softmatch_update, softmatch_weights)
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import boolean, check, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     ema_p=0.999,  # decay of the EMAs (confidence mean/variance, p_model, p_target)
@@ -84,23 +85,14 @@ def softmatch_loss(ctx: Context):
   return loss, metrics, new_state
 
 
-def _is_number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  m = options.ema_p
-  if not _is_number(m) or not 0 <= m < 1:
-    errors.append(f"softmatch.ema_p must be in [0, 1), got {m!r}")
-  for name in ("n_sigma", "temperature"):
-    v = options[name]
-    if not _is_number(v) or not 0 < v < float("inf"):
-      errors.append(f"softmatch.{name} must be a finite number > 0, got {v!r}")
-  for name in ("dist_uniform", "hard_label"):
-    if not isinstance(options[name], bool):
-      errors.append(f"softmatch.{name} must be True or False, got {options[name]!r}")
-  return errors
+  return check("softmatch", options, {
+      "ema_p": number(0, 1, high_open=True),
+      "n_sigma": number(0, low_open=True),
+      "temperature": number(0, low_open=True),
+      "dist_uniform": boolean(),
+      "hard_label": boolean(),
+  })
 
 
 METHOD = register(Method(

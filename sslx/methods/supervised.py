@@ -8,6 +8,7 @@ import ml_collections
 
 from sslx.losses.classification import accuracy, cross_entropy
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, number
 
 OPTIONS = ml_collections.ConfigDict(dict(label_smoothing=0.0))
 
@@ -20,10 +21,7 @@ def supervised_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  ls = options.label_smoothing
-  if not isinstance(ls, (int, float)) or not 0 <= ls < 1:
-    return [f"supervised.label_smoothing must be in [0, 1), got {ls!r}"]
-  return []
+  return check("supervised", options, {"label_smoothing": number(0, 1, high_open=True)})
 
 
 METHOD = register(Method(name="supervised", loss=supervised_loss, options=OPTIONS,

@@ -31,6 +31,7 @@ from sslx.losses.classification import accuracy
 from sslx.losses.semi_supervised import (TSA_SCHEDULES, tsa_cross_entropy, tsa_threshold,
                                          uda_consistency)
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, number, one_of
 
 OPTIONS = ml_collections.ConfigDict(dict(
     temperature=0.4,  # sharpening T of the targets (USB T, authors' uda_softmax_temp)
@@ -63,21 +64,13 @@ def uda_loss(ctx: Context):
   return sup + opts.unsup_weight * unsup, metrics
 
 
-def _number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  if not _number(options.temperature) or not 0 < options.temperature < float("inf"):
-    errors.append(f"uda.temperature must be a finite number > 0, got {options.temperature!r}")
-  if not _number(options.threshold) or not 0 <= options.threshold <= 1:
-    errors.append(f"uda.threshold must be in [0, 1], got {options.threshold!r}")
-  if options.tsa not in TSA_SCHEDULES:
-    errors.append(f"uda.tsa must be one of {TSA_SCHEDULES}, got {options.tsa!r}")
-  if not _number(options.unsup_weight) or not 0 <= options.unsup_weight < float("inf"):
-    errors.append(f"uda.unsup_weight must be a finite number >= 0, got {options.unsup_weight!r}")
-  return errors
+  return check("uda", options, {
+      "temperature": number(0, low_open=True),
+      "threshold": number(0, 1),
+      "tsa": one_of(*TSA_SCHEDULES),
+      "unsup_weight": number(0),
+  })
 
 
 METHOD = register(Method(

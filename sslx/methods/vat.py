@@ -36,6 +36,7 @@ import ml_collections
 
 from sslx.losses.semi_supervised import entropy_loss, kl_with_logits, vat_perturbation
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, integer, number
 from sslx.methods.mean_teacher import ramp
 
 OPTIONS = ml_collections.ConfigDict(dict(
@@ -77,26 +78,14 @@ def vat_loss(ctx: Context):
   return weight * kl + opts.entropy_weight * entropy, metrics
 
 
-def _number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  if not _number(options.xi) or not 0 < options.xi < float("inf"):
-    errors.append(f"vat.xi must be a finite number > 0, got {options.xi!r}")
-  if not _number(options.eps) or not 0 <= options.eps < float("inf"):
-    errors.append(f"vat.eps must be a finite number >= 0, got {options.eps!r}")
-  n = options.num_iters
-  if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-    errors.append(f"vat.num_iters must be an int >= 1, got {n!r}")
-  e = options.entropy_weight
-  if not _number(e) or not 0 <= e < float("inf"):
-    errors.append(f"vat.entropy_weight must be a finite number >= 0, got {e!r}")
-  w = options.warmup
-  if not _number(w) or not 0 <= w <= 1:
-    errors.append(f"vat.warmup must be in [0, 1], got {w!r}")
-  return errors
+  return check("vat", options, {
+      "xi": number(0, low_open=True),
+      "eps": number(0),
+      "num_iters": integer(1),
+      "entropy_weight": number(0),
+      "warmup": number(0, 1),
+  })
 
 
 METHOD = register(Method(
