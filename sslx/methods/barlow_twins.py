@@ -25,14 +25,13 @@ Diagnostics: ``on_diagonal`` (mean of C_ii, 1 when the views agree) and ``off_di
 (root mean square of C_ij, i != j, 0 when units are decorrelated).
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
 import ml_collections
 
 from sslx.losses.decorrelation import barlow_twins_loss, cross_correlation
 from sslx.methods.base import Context, Method, TWO_VIEWS, register, two_views
+from sslx.methods.checks import check, number, one_of
 
 OPTIONS = ml_collections.ConfigDict(dict(
     lambda_offdiag=0.0051,  # the official lambd
@@ -53,15 +52,10 @@ def barlow_twins_method_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  lam = options.lambda_offdiag
-  if (not isinstance(lam, (int, float)) or isinstance(lam, bool) or not math.isfinite(lam)
-      or lam < 0):
-    errors.append(f"barlow_twins.lambda_offdiag must be a finite number >= 0, got {lam!r}")
-  if options.views not in _VIEW_PAIRS:
-    errors.append(f"barlow_twins.views={options.views!r} is unknown; choose one of "
-                  f"{tuple(_VIEW_PAIRS)}")
-  return errors
+  return check("barlow_twins", options, {
+      "lambda_offdiag": number(0),
+      "views": one_of(*_VIEW_PAIRS),
+  })
 
 
 METHOD = register(Method(

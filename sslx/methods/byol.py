@@ -27,6 +27,7 @@ import ml_collections
 
 from sslx.losses.self_supervised import byol_loss
 from sslx.methods.base import Context, Extra, Method, TWO_VIEWS, Target, register, two_views
+from sslx.methods.checks import check, integer, number, one_of
 
 OPTIONS = ml_collections.ConfigDict(dict(
     base_momentum=0.99,  # tau at step 0 (paper: 0.996 on ImageNet; solo-learn CIFAR: 0.99)
@@ -69,18 +70,15 @@ def byol_method_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
+  errors = check("byol", options, {
+      "base_momentum": number(0, 1),
+      "final_momentum": number(0, 1),
+      "predictor_hidden_dim": integer(1),
+      "views": one_of(*_VIEW_PAIRS),
+  })
   b, f = options.base_momentum, options.final_momentum
-  for name, v in (("base_momentum", b), ("final_momentum", f)):
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
-      errors.append(f"byol.{name} must be in [0, 1], got {v!r}")
   if not errors and b > f:
     errors.append(f"byol.base_momentum ({b}) must be <= byol.final_momentum ({f})")
-  h = options.predictor_hidden_dim
-  if not isinstance(h, int) or isinstance(h, bool) or h < 1:
-    errors.append(f"byol.predictor_hidden_dim must be an int >= 1, got {h!r}")
-  if options.views not in _VIEW_PAIRS:
-    errors.append(f"byol.views={options.views!r} is unknown; choose one of {tuple(_VIEW_PAIRS)}")
   return errors
 
 

@@ -43,6 +43,7 @@ import ml_collections
 from sslx.augment.multicrop import view_names
 from sslx.losses.clustering import dino_center_update, dino_loss, dino_teacher_temperature
 from sslx.methods.base import Context, Extra, Method, Target, View, register
+from sslx.methods.checks import boolean, check, integer, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     num_global_crops=2,  # teacher crops (official: 2)
@@ -158,34 +159,31 @@ def dino_method_loss(ctx: Context):
   return loss, metrics, {"center": new_center}
 
 
-def _is_int(v):
-  return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v):
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  for name, low in (("num_global_crops", 1), ("num_local_crops", 0), ("out_dim", 1),
-                    ("hidden_dim", 1), ("bottleneck_dim", 1), ("num_layers", 1),
-                    ("warmup_teacher_temperature_steps", 0), ("freeze_last_layer_steps", 0)):
-    if not (_is_int(options[name]) and options[name] >= low):
-      errors.append(f"dino.{name} must be an int >= {low}, got {options[name]!r}")
-  if not errors and options.num_global_crops + options.num_local_crops < 2:
+  errors = check("dino", options, {
+      "num_global_crops": integer(1),
+      "num_local_crops": integer(0),
+      "out_dim": integer(1),
+      "hidden_dim": integer(1),
+      "bottleneck_dim": integer(1),
+      "num_layers": integer(1),
+      "warmup_teacher_temperature_steps": integer(0),
+      "freeze_last_layer_steps": integer(0),
+      "student_temperature": number(0, low_open=True),
+      "teacher_temperature": number(0, low_open=True),
+      "warmup_teacher_temperature": number(0, low_open=True),
+      "center_momentum": number(0, 1),
+      "base_momentum": number(0, 1),
+      "final_momentum": number(0, 1),
+      "norm_last_layer": boolean(),
+  })
+  if errors:  # the checks below compare fields checked above
+    return errors
+  if options.num_global_crops + options.num_local_crops < 2:
     errors.append(f"dino needs at least 2 crops for a (teacher, student) pair, got "
                   f"num_global_crops={options.num_global_crops} and "
                   f"num_local_crops={options.num_local_crops}")
-  for name in ("student_temperature", "teacher_temperature", "warmup_teacher_temperature"):
-    if not (_is_number(options[name]) and options[name] > 0):
-      errors.append(f"dino.{name} must be a finite number > 0, got {options[name]!r}")
-  for name in ("center_momentum", "base_momentum", "final_momentum"):
-    if not (_is_number(options[name]) and 0 <= options[name] <= 1):
-      errors.append(f"dino.{name} must be in [0, 1], got {options[name]!r}")
-  if not isinstance(options.norm_last_layer, bool):
-    errors.append(f"dino.norm_last_layer must be a bool, got {options.norm_last_layer!r}")
-  if not errors and options.base_momentum > options.final_momentum:
+  if options.base_momentum > options.final_momentum:
     errors.append(f"dino.base_momentum ({options.base_momentum}) must be <= "
                   f"dino.final_momentum ({options.final_momentum})")
   return errors

@@ -42,8 +42,6 @@ the loss ignores) and ``target_std`` (the spread of the normalised targets; 0 fo
 uniform patches, as digits' background).
 """
 
-import math
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -52,6 +50,7 @@ import ml_collections
 from sslx.augment.simclr import simclr_view
 from sslx.losses.masked_image import mae_loss, patchify, random_masking
 from sslx.methods.base import Context, Extra, Method, register
+from sslx.methods.checks import boolean, check, integer, number
 from sslx.models.vit import Block, ViT, sincos_pos_embed_2d
 
 OPTIONS = ml_collections.ConfigDict(dict(
@@ -159,25 +158,20 @@ def mae_method_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  r = options.mask_ratio
-  if not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 <= r < 1:
-    errors.append(f"mae.mask_ratio must be in [0, 1), got {r!r}")
-  if not isinstance(options.norm_pix_loss, bool):
-    errors.append(f"mae.norm_pix_loss must be True or False, got {options.norm_pix_loss!r}")
-  if not isinstance(options.flip, bool):
-    errors.append(f"mae.flip must be True or False, got {options.flip!r}")
-  for name in ("patch_size", "decoder_dim", "decoder_depth", "decoder_num_heads"):
-    v = options[name]
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-      errors.append(f"mae.{name} must be an int >= 1, got {v!r}")
+  errors = check("mae", options, {
+      "mask_ratio": number(0, 1, high_open=True),
+      "norm_pix_loss": boolean(),
+      "flip": boolean(),
+      "patch_size": integer(1),
+      "decoder_dim": integer(1),
+      "decoder_depth": integer(1),
+      "decoder_num_heads": integer(1),
+      "mlp_ratio": number(0, low_open=True),
+  })
   d, h = options.decoder_dim, options.decoder_num_heads
   if not errors and (d % h or d % 4):
     errors.append(f"mae.decoder_dim ({d}) must be a multiple of mae.decoder_num_heads ({h}) and "
                   f"of 4 (its 2-D sin-cos embedding)")
-  m = options.mlp_ratio
-  if not isinstance(m, (int, float)) or isinstance(m, bool) or not 0 < m < math.inf:
-    errors.append(f"mae.mlp_ratio must be a finite number > 0, got {m!r}")
   s = tuple(options.crop_scale)
   if len(s) != 2 or not all(isinstance(v, (int, float)) for v in s) or not 0 < s[0] <= s[1] <= 1:
     errors.append(f"mae.crop_scale must be (low, high) with 0 < low <= high <= 1, got {s!r}")

@@ -61,6 +61,7 @@ import ml_collections
 from sslx.losses.momentum_contrast import (moco_enqueue, moco_infonce, moco_logits,
                                            moco_v2_infonce)
 from sslx.methods.base import Context, Extra, Method, TWO_VIEWS, Target, register, two_views
+from sslx.methods.checks import boolean, check, integer, number, one_of
 
 OPTIONS = ml_collections.ConfigDict(dict(
     temperature=1.0,  # --moco-t (ResNet recipes 1.0, ViT 0.2)
@@ -144,24 +145,14 @@ def moco_method_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  t = options.temperature
-  if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 < t < math.inf:
-    errors.append(f"moco.temperature must be a finite number > 0, got {t!r}")
-  b = options.base_momentum
-  if not isinstance(b, (int, float)) or isinstance(b, bool) or not 0 <= b <= 1:
-    errors.append(f"moco.base_momentum must be in [0, 1], got {b!r}")
-  if not isinstance(options.cosine_momentum, bool):
-    errors.append(f"moco.cosine_momentum must be True or False, got {options.cosine_momentum!r}")
-  h = options.predictor_hidden_dim
-  if not isinstance(h, int) or isinstance(h, bool) or h < 1:
-    errors.append(f"moco.predictor_hidden_dim must be an int >= 1, got {h!r}")
-  k = options.queue_size
-  if not isinstance(k, int) or isinstance(k, bool) or k < 0:
-    errors.append(f"moco.queue_size must be an int >= 0 (0: no queue), got {k!r}")
-  if options.views not in _VIEW_PAIRS:
-    errors.append(f"moco.views={options.views!r} is unknown; choose one of {tuple(_VIEW_PAIRS)}")
-  return errors
+  return check("moco", options, {
+      "temperature": number(0, low_open=True),
+      "base_momentum": number(0, 1),
+      "cosine_momentum": boolean(),
+      "predictor_hidden_dim": integer(1),
+      "queue_size": integer(0, hint="0: no queue"),
+      "views": one_of(*_VIEW_PAIRS),
+  })
 
 
 METHOD = register(Method(

@@ -46,8 +46,6 @@ without a label counts as a miss) and ``nn_similarity`` (the mean cosine to the
 neighbour).
 """
 
-import math
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -56,6 +54,7 @@ from sslx.losses.momentum_contrast import moco_enqueue
 from sslx.losses.nearest_neighbour import nearest_neighbours, nnclr_loss
 from sslx.methods.base import Context, Extra, Method, TWO_VIEWS, register, two_views
 from sslx.methods.byol import Predictor
+from sslx.methods.checks import check, integer, number, one_of
 
 OPTIONS = ml_collections.ConfigDict(dict(
     temperature=0.1,  # paper / nnclr_loss_func default (solo-learn's CIFAR yaml: 0.2)
@@ -113,17 +112,12 @@ def nnclr_method_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  t = options.temperature
-  if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 < t < math.inf:
-    errors.append(f"nnclr.temperature must be a finite number > 0, got {t!r}")
-  for name in ("queue_size", "predictor_hidden_dim"):
-    v = options[name]
-    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-      errors.append(f"nnclr.{name} must be an int >= 1, got {v!r}")
-  if options.views not in _VIEW_PAIRS:
-    errors.append(f"nnclr.views={options.views!r} is unknown; choose one of {tuple(_VIEW_PAIRS)}")
-  return errors
+  return check("nnclr", options, {
+      "temperature": number(0, low_open=True),
+      "queue_size": integer(1),
+      "predictor_hidden_dim": integer(1),
+      "views": one_of(*_VIEW_PAIRS),
+  })
 
 
 METHOD = register(Method(

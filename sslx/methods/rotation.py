@@ -24,6 +24,7 @@ import ml_collections
 
 from sslx.losses.classification import accuracy, cross_entropy
 from sslx.methods.base import Context, Extra, Method, View, register
+from sslx.methods.checks import check, integer
 
 OPTIONS = ml_collections.ConfigDict(dict(
     head_hidden_dim=0,  # 0: a linear head on the features
@@ -68,10 +69,7 @@ def rotation_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  h = options.head_hidden_dim
-  if not isinstance(h, int) or isinstance(h, bool) or h < 0:
-    return [f"rotation.head_hidden_dim must be an int >= 0, got {h!r}"]
-  return []
+  return check("rotation", options, {"head_hidden_dim": integer(0)})
 
 
 METHOD = register(Method(

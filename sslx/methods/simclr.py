@@ -17,6 +17,7 @@ import ml_collections
 
 from sslx.losses.contrastive import alignment, contrastive_accuracy, nt_xent, uniformity
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, number, one_of
 
 OPTIONS = ml_collections.ConfigDict(dict(
     temperature=0.5,  # 0.5 for CIFAR-scale batches, 0.1 for ImageNet (SimCLR App. B.9)
@@ -47,13 +48,10 @@ def nt_xent_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  t = options.temperature
-  if not isinstance(t, (int, float)) or isinstance(t, bool) or not 0 < t < float("inf"):
-    errors.append(f"nt_xent.temperature must be a finite number > 0, got {t!r}")
-  if options.views not in _VIEW_PAIRS:
-    errors.append(f"nt_xent.views={options.views!r} is unknown; choose one of {tuple(_VIEW_PAIRS)}")
-  return errors
+  return check("nt_xent", options, {
+      "temperature": number(0, low_open=True),
+      "views": one_of(*_VIEW_PAIRS),
+  })
 
 
 METHOD = register(Method(name="nt_xent", loss=nt_xent_loss, options=OPTIONS, views=_views,

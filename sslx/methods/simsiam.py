@@ -38,6 +38,7 @@ import ml_collections
 
 from sslx.losses.self_supervised import simsiam_loss
 from sslx.methods.base import Context, Extra, Method, TWO_VIEWS, register, two_views
+from sslx.methods.checks import check, integer, one_of
 
 OPTIONS = ml_collections.ConfigDict(dict(
     predictor_hidden_dim=512,  # the official pred_dim (dim / 4 of a 2048 projection)
@@ -74,13 +75,10 @@ def simsiam_method_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  h = options.predictor_hidden_dim
-  if not isinstance(h, int) or isinstance(h, bool) or h < 1:
-    errors.append(f"simsiam.predictor_hidden_dim must be an int >= 1, got {h!r}")
-  if options.views not in _VIEW_PAIRS:
-    errors.append(f"simsiam.views={options.views!r} is unknown; choose one of {tuple(_VIEW_PAIRS)}")
-  return errors
+  return check("simsiam", options, {
+      "predictor_hidden_dim": integer(1),
+      "views": one_of(*_VIEW_PAIRS),
+  })
 
 
 METHOD = register(Method(

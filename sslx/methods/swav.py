@@ -47,6 +47,7 @@ import ml_collections
 from sslx.augment.multicrop import view_names
 from sslx.losses.clustering import swav_loss
 from sslx.methods.base import Context, Extra, Method, View, register
+from sslx.methods.checks import check, integer, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     num_global_crops=2,  # crops the codes are computed for (official crops_for_assign [0, 1])
@@ -136,27 +137,21 @@ def swav_method_loss(ctx: Context):
   return loss, metrics, state
 
 
-def _is_int(v):
-  return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v):
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  for name, low in (("num_global_crops", 1), ("num_local_crops", 0), ("num_prototypes", 1),
-                    ("sinkhorn_iterations", 0), ("queue_size", 0), ("queue_start_step", 0),
-                    ("freeze_prototypes_steps", 0)):
-    if not (_is_int(options[name]) and options[name] >= low):
-      errors.append(f"swav.{name} must be an int >= {low}, got {options[name]!r}")
+  errors = check("swav", options, {
+      "num_global_crops": integer(1),
+      "num_local_crops": integer(0),
+      "num_prototypes": integer(1),
+      "sinkhorn_iterations": integer(0),
+      "queue_size": integer(0),
+      "queue_start_step": integer(0),
+      "freeze_prototypes_steps": integer(0),
+      "temperature": number(0, low_open=True),
+      "epsilon": number(0, low_open=True),
+  })
   if not errors and options.num_global_crops + options.num_local_crops < 2:
     errors.append(f"swav needs at least 2 crops to swap predictions, got num_global_crops="
                   f"{options.num_global_crops} and num_local_crops={options.num_local_crops}")
-  for name in ("temperature", "epsilon"):
-    if not (_is_number(options[name]) and options[name] > 0):
-      errors.append(f"swav.{name} must be a finite number > 0, got {options[name]!r}")
   return errors
 
 

@@ -24,13 +24,12 @@ Diagnostics: the three unweighted terms ``invariance``, ``variance`` (0 once eve
 std is >= 1) and ``covariance``.
 """
 
-import math
-
 import jax
 import ml_collections
 
 from sslx.losses.decorrelation import vicreg_loss, vicreg_terms
 from sslx.methods.base import Context, Method, TWO_VIEWS, register, two_views
+from sslx.methods.checks import check, number, one_of
 
 OPTIONS = ml_collections.ConfigDict(dict(
     sim_coeff=25.0,  # lambda, the invariance weight
@@ -53,15 +52,12 @@ def vicreg_method_loss(ctx: Context):
 
 
 def option_errors(options) -> list[str]:
-  errors = []
-  for name in ("sim_coeff", "std_coeff", "cov_coeff"):
-    v = options[name]
-    if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-      errors.append(f"vicreg.{name} must be a finite number >= 0, got {v!r}")
-  if options.views not in _VIEW_PAIRS:
-    errors.append(f"vicreg.views={options.views!r} is unknown; choose one of "
-                  f"{tuple(_VIEW_PAIRS)}")
-  return errors
+  return check("vicreg", options, {
+      "sim_coeff": number(0),
+      "std_coeff": number(0),
+      "cov_coeff": number(0),
+      "views": one_of(*_VIEW_PAIRS),
+  })
 
 
 METHOD = register(Method(

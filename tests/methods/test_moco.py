@@ -72,7 +72,7 @@ def test_option_errors_name_the_field():
   assert any("moco.queue_size" in e and "-1" in e for e in errors)
   assert any("moco.temperature" in e and "0.0" in e for e in errors)
   assert any("moco.base_momentum" in e and "1.5" in e for e in errors)
-  assert any("moco.views='weak'" in e for e in errors)
+  assert "moco.views must be one of ('simclr', 'strong'), got 'weak'" in errors
 
 
 def test_queue_option_keeps_a_queue_per_view_of_unit_keys():
