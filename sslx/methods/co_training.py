@@ -69,6 +69,7 @@ from sslx.losses.classification import accuracy, cross_entropy
 from sslx.losses.self_training import (co_training_js_divergence, co_training_view_difference,
                                        cross_pseudo_label_loss, exp_rampup, fgsm_perturbation)
 from sslx.methods.base import Context, Extra, Method, View, register
+from sslx.methods.checks import check, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     threshold=0.95,  # confidence for a network's label to teach the other
@@ -144,22 +145,15 @@ def co_training_loss(ctx: Context):
   return loss, metrics
 
 
-def _number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  t = options.threshold
-  if not _number(t) or not 0 <= t <= 1:
-    errors.append(f"co_training.threshold must be in [0, 1], got {t!r}")
-  for field in ("pl_weight", "js_weight", "dif_weight", "epsilon"):
-    v = options[field]
-    if not _number(v) or not 0 <= v < float("inf"):
-      errors.append(f"co_training.{field} must be a finite number >= 0, got {v!r}")
-  w = options.warmup
-  if not _number(w) or not 0 <= w <= 1:
-    errors.append(f"co_training.warmup must be in [0, 1], got {w!r}")
+  errors = check("co_training", options, {
+      "threshold": number(0, 1),
+      "pl_weight": number(0),
+      "js_weight": number(0),
+      "dif_weight": number(0),
+      "epsilon": number(0),
+      "warmup": number(0, 1),
+  })
   if not isinstance(_model_spec(options.model), dict):
     errors.append("co_training.model must be a JSON object with a 'name', like config.model "
                   f"(e.g. '{{\"name\": \"cnn\", \"width\": 8}}'), got {options.model!r}")

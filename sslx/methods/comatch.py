@@ -62,6 +62,7 @@ from sslx.losses.contrastive_graph import (comatch_contrastive_loss, comatch_enq
                                            comatch_memory_smoothing, comatch_pseudo_label_graph,
                                            distribution_queue_update)
 from sslx.methods.base import Context, Extra, Method, View, register
+from sslx.methods.checks import boolean, check, integer, number
 from sslx.methods.simmatch import EmbeddingHead
 
 OPTIONS = ml_collections.ConfigDict(dict(
@@ -132,30 +133,19 @@ def comatch_loss(ctx: Context):
   return loss, metrics, new_state
 
 
-def _number(options, name, low, high, *, low_open=False, high_open=False, integer=False):
-  v = options[name]
-  ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-  if not ok or isinstance(v, bool):
-    return [f"comatch.{name} must be {'an int' if integer else 'a number'}, got {v!r}"]
-  if not low <= v <= high or (low_open and v == low) or (high_open and v == high):  # NaN too
-    lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-    return [f"comatch.{name} must be in {lo}{low}, {high}{hi}, got {v!r}"]
-  return []
-
-
 def option_errors(options) -> list[str]:
-  inf = float("inf")
-  errors = _number(options, "threshold", 0, 1)
-  errors += _number(options, "contrast_threshold", 0, 1)
-  errors += _number(options, "temperature", 0, inf, low_open=True, high_open=True)
-  errors += _number(options, "smoothing_alpha", 0, 1)
-  errors += _number(options, "contrast_weight", 0, inf, high_open=True)
-  for name in ("proj_size", "queue_size", "da_len"):
-    errors += _number(options, name, 1, inf, integer=True)
-  errors += _number(options, "warmup_steps", 0, inf, integer=True)
-  if not isinstance(options.epass, bool):
-    errors.append(f"comatch.epass must be True or False, got {options.epass!r}")
-  return errors
+  return check("comatch", options, {
+      "threshold": number(0, 1),
+      "contrast_threshold": number(0, 1),
+      "temperature": number(0, low_open=True),
+      "smoothing_alpha": number(0, 1),
+      "contrast_weight": number(0),
+      "proj_size": integer(1),
+      "queue_size": integer(1),
+      "da_len": integer(1),
+      "warmup_steps": integer(0),
+      "epass": boolean(),
+  })
 
 
 METHOD = register(Method(

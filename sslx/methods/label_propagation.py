@@ -22,6 +22,7 @@ import ml_collections
 from sslx.graph import batch_label_propagation, knn_graph, lp_pseudo_labels, propagate
 from sslx.losses import weighted_pseudo_label_loss
 from sslx.methods.base import Context, Method, View, register
+from sslx.methods.checks import check, integer, number
 
 GRAPH_OPTIONS = ml_collections.ConfigDict(dict(
     k=10,  # neighbours per example in the batch graph
@@ -117,28 +118,29 @@ def deep_lp_refresh(options, embed, arrays, state, num_classes):
           "class_weights": zeta}
 
 
-def option_errors(options) -> list[str]:
-  errors = []
-  if not isinstance(options.k, int) or options.k < 1:
-    errors.append(f"k must be an int >= 1, got {options.k!r}")
-  if not isinstance(options.alpha, (int, float)) or not 0 < options.alpha < 1:
-    errors.append(f"alpha must be in (0, 1), got {options.alpha!r}")
-  if (not isinstance(options.gamma, (int, float)) or isinstance(options.gamma, bool)
-      or not 0 < options.gamma < float("inf")):
-    errors.append(f"gamma must be a finite number > 0, got {options.gamma!r}")
-  if not isinstance(options.num_iters, int) or options.num_iters < 1:
-    errors.append(f"num_iters must be an int >= 1, got {options.num_iters!r}")
-  if "refresh_every" in options and (not isinstance(options.refresh_every, int)
-                                     or options.refresh_every < 1):
-    errors.append(f"refresh_every must be an int >= 1, got {options.refresh_every!r}")
-  return errors
+# The graph's options; deep LP adds its refresh period.
+_GRAPH_CHECKS = {
+    "k": integer(1),
+    "alpha": number(0, 1, low_open=True, high_open=True),
+    "gamma": number(0, low_open=True),
+    "num_iters": integer(1),
+}
+
+
+def graph_option_errors(options) -> list[str]:
+  return check("graph", options, _GRAPH_CHECKS)
+
+
+def deep_lp_option_errors(options) -> list[str]:
+  return check("deep_lp", options, {**_GRAPH_CHECKS, "refresh_every": integer(1)})
 
 
 _WEAK = View("unlabeled", "weak")
 GRAPH = register(Method(
-    name="graph", loss=graph_loss, options=GRAPH_OPTIONS, option_errors=option_errors,
+    name="graph", loss=graph_loss, options=GRAPH_OPTIONS, option_errors=graph_option_errors,
     views={"labeled_weak": View("labeled", "weak"), "unlabeled_weak": _WEAK,
            "unlabeled_strong": View("unlabeled", "strong")}))
 DEEP_LP = register(Method(
-    name="deep_lp", loss=deep_lp_loss, options=DEEP_LP_OPTIONS, option_errors=option_errors,
+    name="deep_lp", loss=deep_lp_loss, options=DEEP_LP_OPTIONS,
+    option_errors=deep_lp_option_errors,
     views={"unlabeled_weak": _WEAK}, init_state=_deep_lp_init, refresh=deep_lp_refresh))

@@ -59,6 +59,7 @@ import ml_collections
 from sslx.losses.self_training import (pool_targets, round_boundary_momentum, round_index,
                                        teacher_targets)
 from sslx.methods.base import Context, Method, Target, View, register
+from sslx.methods.checks import boolean, check, integer, number, one_of
 
 OPTIONS = ml_collections.ConfigDict(dict(
     num_rounds=4,  # round 0 trains the first teacher on labels; rounds 1.. are students
@@ -130,29 +131,15 @@ def targets(options):
       step, round_steps=round_steps(options, num_steps), num_rounds=options.num_rounds))}
 
 
-def _number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def option_errors(options) -> list[str]:
-  errors = []
-  n = options.num_rounds
-  if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-    errors.append(f"self_training.num_rounds must be an int >= 1, got {n!r}")
-  if not isinstance(options.soft_targets, bool):
-    errors.append(f"self_training.soft_targets must be a bool, got {options.soft_targets!r}")
-  t = options.temperature
-  if not _number(t) or not 0 < t < float("inf"):
-    errors.append(f"self_training.temperature must be a finite number > 0, got {t!r}")
-  if not _number(options.threshold) or not 0 <= options.threshold <= 1:
-    errors.append(f"self_training.threshold must be in [0, 1], got {options.threshold!r}")
-  u = options.unsup_weight
-  if not _number(u) or not 0 <= u < float("inf"):
-    errors.append(f"self_training.unsup_weight must be a finite number >= 0, got {u!r}")
-  if options.teacher_view not in ("none", "weak"):
-    errors.append(f"self_training.teacher_view must be 'none' or 'weak', got "
-                  f"{options.teacher_view!r}")
-  return errors
+  return check("self_training", options, {
+      "num_rounds": integer(1),
+      "soft_targets": boolean(),
+      "temperature": number(0, low_open=True),
+      "threshold": number(0, 1),
+      "unsup_weight": number(0),
+      "teacher_view": one_of("none", "weak"),
+  })
 
 
 METHOD = register(Method(

@@ -50,6 +50,7 @@ from sslx.losses.adaptive import (align_distribution, masked_pseudo_label_loss,
 from sslx.losses.contrastive_graph import (distribution_queue_update, simmatch_bank_update,
                                            simmatch_in_loss, simmatch_pseudo_labels)
 from sslx.methods.base import Context, Extra, Method, Target, View, register
+from sslx.methods.checks import boolean, check, integer, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     threshold=0.95,  # tau (USB p_cutoff)
@@ -145,32 +146,19 @@ def simmatch_loss(ctx: Context):
   return loss, metrics, new_state
 
 
-def _number(options, name, low, high, *, low_open=False, high_open=False, integer=False):
-  v = options[name]
-  ok = isinstance(v, int) if integer else isinstance(v, (int, float))
-  if not ok or isinstance(v, bool):
-    kind = "an int" if integer else "a number"
-    return [f"simmatch.{name} must be {kind}, got {v!r}"]
-  if not low <= v <= high or (low_open and v == low) or (high_open and v == high):  # NaN too
-    lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-    return [f"simmatch.{name} must be in {lo}{low}, {high}{hi}, got {v!r}"]
-  return []
-
-
 def option_errors(options) -> list[str]:
-  inf = float("inf")
-  errors = _number(options, "threshold", 0, 1)
-  errors += _number(options, "temperature", 0, inf, low_open=True, high_open=True)
-  errors += _number(options, "smoothing_alpha", 0, 1)
-  errors += _number(options, "in_loss_weight", 0, inf, high_open=True)
-  errors += _number(options, "proj_size", 1, inf, integer=True)
-  errors += _number(options, "da_len", 1, inf, integer=True)
-  errors += _number(options, "warmup_steps", 0, inf, integer=True)
-  errors += _number(options, "bank_momentum", 0, 1, high_open=True)
-  errors += _number(options, "teacher_momentum", 0, 1)
-  if not isinstance(options.epass, bool):
-    errors.append(f"simmatch.epass must be True or False, got {options.epass!r}")
-  return errors
+  return check("simmatch", options, {
+      "threshold": number(0, 1),
+      "temperature": number(0, low_open=True),
+      "smoothing_alpha": number(0, 1),
+      "in_loss_weight": number(0),
+      "proj_size": integer(1),
+      "da_len": integer(1),
+      "warmup_steps": integer(0),
+      "bank_momentum": number(0, 1, high_open=True),
+      "teacher_momentum": number(0, 1),
+      "epass": boolean(),
+  })
 
 
 METHOD = register(Method(
