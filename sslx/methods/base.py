@@ -14,6 +14,10 @@ loss:
   are ``ctx.outputs[view]``. A view only another network reads (a teacher's clean input,
   a second network's view) is declared ``View(pool, augment, shared_pass=False)``: its
   images reach ``ctx.images`` but stay out of the shared pass and its BatchNorm batch.
+``option_errors``
+  ``option_errors(options) -> [message]``: what is wrong with ``config.<method>``, checked
+  before anything is built; usually one table of :mod:`sslx.methods.checks` validators,
+  ``check(name, options, {"threshold": number(0, 1), ...})``.
 ``augmentations``
   ``augmentations(config.augment, options) -> {name: fn(key, images)}``: augmentations
   of its own. ``fn`` returns images, or ``(images, targets)`` for a pretext task (the
