@@ -52,16 +52,19 @@ def _bound(name: str, v):
     raise ValueError(f"`{name}` must be a number or None, got {v!r}")
 
 
-def number(low: float = -math.inf, high: float = math.inf, *, low_open: bool = False,
-           high_open: bool = False, allow_inf: bool = False, hint: str = "") -> Validator:
+def number(low: float | None = -math.inf, high: float | None = math.inf, *,
+           low_open: bool = False, high_open: bool = False, allow_inf: bool = False,
+           hint: str = "") -> Validator:
   """An int or float (not a bool, not NaN) in ``low .. high``, each end closed unless
-  ``low_open``/``high_open``; infinite only with ``allow_inf`` (and an infinite bound).
+  ``low_open``/``high_open`` (None: unbounded); infinite only with ``allow_inf`` (and an
+  infinite bound).
 
   ``number(0, 1)``: in [0, 1]; ``number(0, 1, high_open=True)``: in [0, 1);
   ``number(0, low_open=True)``: finite and > 0; ``number(0)``: finite and >= 0.
   """
   _bound("low", low)
   _bound("high", high)
+  low, high = -math.inf if low is None else low, math.inf if high is None else high
   if low > high:
     raise ValueError(f"`low` must be <= `high`, got {low} > {high}")
 

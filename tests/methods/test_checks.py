@@ -21,6 +21,7 @@ def test_number_closed_and_open_ends():
   assert _passes(number(0, 1, low_open=True, high_open=True), [0, 1e-9, 1.0]) == [1e-9]
   assert _passes(number(0, low_open=True), [-1, 0, 1e-9, 1e300]) == [1e-9, 1e300]
   assert _passes(number(high=2), [-1e300, 2, 2.5]) == [-1e300, 2]
+  assert _passes(number(None, 2), [-1e300, 2, 2.5]) == [-1e300, 2]  # None: unbounded
 
 
 def test_number_refuses_bool_nan_inf_and_non_numbers():
