@@ -16,7 +16,7 @@ import ml_collections
 
 from sslx.losses.consistency import fixmatch_consistency
 from sslx.methods.base import Context, Method, View, register
-from sslx.methods.checks import check, number
+from sslx.methods.checks import boolean, check, number
 
 OPTIONS = ml_collections.ConfigDict(dict(
     threshold=0.95,  # tau: confidence needed for a pseudo-label to count
@@ -67,6 +67,8 @@ def option_errors(options) -> list[str]:
       "threshold": number(0, 1),
       "sharpen_temperature": number(0, low_open=True),
       "distribution_momentum": number(0, 1, high_open=True),
+      "soft_targets": boolean(),
+      "distribution_alignment": boolean(),
   })
   if options.sharpen_temperature != 1.0 and not options.soft_targets:
     errors.append("fixmatch.sharpen_temperature only applies with fixmatch.soft_targets=True")

@@ -132,7 +132,8 @@ def graph_option_errors(options) -> list[str]:
 
 
 def deep_lp_option_errors(options) -> list[str]:
-  return check("deep_lp", options, {**_GRAPH_CHECKS, "refresh_every": integer(1)})
+  return check("deep_lp", options, {**_GRAPH_CHECKS, "refresh_every": integer(1),
+                                     "start_step": integer(0), "embed_batch_size": integer(1)})
 
 
 _WEAK = View("unlabeled", "weak")

@@ -172,8 +172,11 @@ def option_errors(options) -> list[str]:
   if not errors and (d % h or d % 4):
     errors.append(f"mae.decoder_dim ({d}) must be a multiple of mae.decoder_num_heads ({h}) and "
                   f"of 4 (its 2-D sin-cos embedding)")
-  s = tuple(options.crop_scale)
-  if len(s) != 2 or not all(isinstance(v, (int, float)) for v in s) or not 0 < s[0] <= s[1] <= 1:
+  s = options.crop_scale
+  s = tuple(s) if isinstance(s, (tuple, list)) else s
+  if (not isinstance(s, tuple) or len(s) != 2
+      or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in s)
+      or not 0 < s[0] <= s[1] <= 1):
     errors.append(f"mae.crop_scale must be (low, high) with 0 < low <= high <= 1, got {s!r}")
   return errors
 

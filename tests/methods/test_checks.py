@@ -103,3 +103,27 @@ def test_check_reports_a_missing_field_and_takes_a_custom_validator():
   assert check("m", options, {"dim": multiple_of_4, "k": integer(1)}) == [
       "m.dim must be a multiple of 4, got 6", "m.k is missing; it must be an int >= 1"]
   assert check("m", {"dim": 8}, {"dim": multiple_of_4}) == []  # a plain dict works too
+
+
+def test_flags_and_pool_options_once_left_unchecked_are_refused_by_name():
+  from sslx.methods import fixmatch, label_propagation, mae
+  options = fixmatch.OPTIONS.copy_and_resolve_references()
+  assert fixmatch.option_errors(options) == []
+  options = ml_collections.ConfigDict({**options.to_dict(), "soft_targets": 1,
+                                       "distribution_alignment": "yes"})
+  errors = fixmatch.option_errors(options)
+  assert "fixmatch.soft_targets must be True or False, got 1" in errors
+  assert "fixmatch.distribution_alignment must be True or False, got 'yes'" in errors
+
+  options = label_propagation.DEEP_LP_OPTIONS.copy_and_resolve_references()
+  assert label_propagation.deep_lp_option_errors(options) == []
+  options.start_step, options.embed_batch_size = -1, 0
+  errors = label_propagation.deep_lp_option_errors(options)
+  assert any(e.startswith("deep_lp.start_step must be an int") and e.endswith("got -1")
+             for e in errors), errors
+  assert any(e.startswith("deep_lp.embed_batch_size must be an int") and e.endswith("got 0")
+             for e in errors), errors
+
+  for bad in (0.5, (0.2, True), (0.2, 0.5, 1.0), "0.2,1"):
+    options = ml_collections.ConfigDict({**mae.OPTIONS.to_dict(), "crop_scale": bad})
+    assert [e for e in mae.option_errors(options) if e.startswith("mae.crop_scale must be")], bad
