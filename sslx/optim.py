@@ -2,12 +2,13 @@
 
 The recipes:
 
-* ``sgd``: SGD with (Nesterov) momentum and L2 weight decay on conv/dense kernels only,
+* ``sgd``: SGD with (Nesterov) momentum and L2 weight decay on kernels (every parameter
+  of 2 or more dimensions) only,
   as FixMatch (Sohn et al. 2020) trains its WideResNets. The decay is added to the
   gradient before momentum (``grad + wd * w``), the PyTorch ``SGD(weight_decay=...)``
   convention that USB/TorchSSL use; biases and BatchNorm scales are not decayed.
 * ``lars``: LARS (You et al. 2017) as SimCLR uses it; BatchNorm parameters and biases
-  are excluded from both weight decay and trust-ratio adaptation.
+  (every 1-D parameter) are excluded from both weight decay and trust-ratio adaptation.
 * ``adamw``: AdamW with decoupled decay on kernels.
 
 Schedules (``config.optimizer.schedule``):
@@ -94,14 +95,15 @@ def create_schedule(cfg, num_steps: int) -> optax.Schedule:
 
 
 def _kernel_mask(params):
-  """True for conv/dense kernels (decayed), False for biases and norm scales/offsets."""
-  return jax.tree_util.tree_map_with_path(
-      lambda path, p: _leaf_name(path) == "kernel" and p.ndim > 1, params)
+  """True for every parameter of 2 or more dimensions (decayed, LARS-adapted), False for
+  vectors (biases, norm scales/offsets).
 
-
-def _leaf_name(path) -> str:
-  last = path[-1]
-  return str(getattr(last, "key", getattr(last, "name", last)))
+  By shape, not by name: a method's own matrices (DINO's and SwAV's prototypes, a ViT's
+  class/mask tokens) are weights like any kernel, as solo-learn's LARS
+  (``exclude_bias_n_norm``) and timm's ``add_weight_decay`` (MAE's pretraining) treat
+  them. Keyed on the name ``kernel``, they got plain SGD at LARS's base rate.
+  """
+  return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
 
 
 def create_optimizer(cfg, num_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:

@@ -37,15 +37,31 @@ def test_fixmatch_schedule_warmup_then_decay():
 
 
 def test_sgd_weight_decay_only_on_kernels():
+  # A method's own matrix (DINO's/SwAV's prototypes) is a kernel by its shape, not its name.
   params = {"conv": {"kernel": jnp.ones((3, 3, 1, 2)), "bias": jnp.ones((2,))},
-            "bn": {"scale": jnp.ones((2,))}}
+            "bn": {"scale": jnp.ones((2,))}, "head": {"prototypes": jnp.ones((4, 3))}}
   tx, _ = optim.create_optimizer(_cfg(name="sgd", learning_rate=1.0, momentum=0.0,
                                       weight_decay=0.1, schedule="constant"), 10)
   zeros = jax.tree.map(jnp.zeros_like, params)
   updates, _ = tx.update(zeros, tx.init(params), params)
   np.testing.assert_allclose(updates["conv"]["kernel"], -0.1)  # -lr * wd * w
+  np.testing.assert_allclose(updates["head"]["prototypes"], -0.1)
   np.testing.assert_allclose(updates["conv"]["bias"], 0.0)
   np.testing.assert_allclose(updates["bn"]["scale"], 0.0)
+
+
+def test_lars_adapts_every_matrix_and_no_vector():
+  """The trust ratio scales a step by 1e-3 |w| / |g| on matrices; vectors take lr * g."""
+  params = {"dense": {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.ones((2,))},
+            "head": {"v": jnp.full((2, 2), 2.0)}}
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 0.5), params)
+  tx, _ = optim.create_optimizer(_cfg(name="lars", learning_rate=1.0, momentum=0.0,
+                                      weight_decay=0.0, schedule="constant"), 10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  adapted = -1e-3 * (4.0 / 1.0) * 0.5  # -lr * 1e-3 * |w| / |g| * g, |w| = 4, |g| = 1
+  np.testing.assert_allclose(updates["dense"]["kernel"], adapted, rtol=1e-5)
+  np.testing.assert_allclose(updates["head"]["v"], adapted, rtol=1e-5)
+  np.testing.assert_allclose(updates["dense"]["bias"], -0.5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["sgd", "lars", "adamw"])
