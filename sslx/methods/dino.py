@@ -52,6 +52,7 @@ OPTIONS = ml_collections.ConfigDict(dict(
     hidden_dim=2048,  # head MLP width (official 2048)
     bottleneck_dim=256,  # head output before the last layer (official 256)
     num_layers=3,  # Dense layers of the head MLP (official 3)
+    use_bn_in_head=False,  # BatchNorm after each hidden Dense of the head (official False)
     norm_last_layer=True,  # last layer's column norms fixed to 1 (official True)
     student_temperature=0.1,
     teacher_temperature=0.04,  # after the warm-up (official 0.04; paper 0.07)
@@ -67,17 +68,24 @@ _TRUNC_NORMAL = nn.initializers.truncated_normal(stddev=0.02)
 
 
 class DINOHead(nn.Module):
-  """The head's MLP and l2-normalisation: ``[batch, in] -> [batch, bottleneck_dim]``."""
+  """The head's MLP and l2-normalisation: ``[batch, in] -> [batch, bottleneck_dim]``.
+
+  ``use_bn``: ``Dense -> BatchNorm -> GELU`` hidden blocks (official ``use_bn_in_head``;
+  torch's BatchNorm1d defaults: momentum 0.1, eps 1e-5).
+  """
   hidden_dim: int
   bottleneck_dim: int
   num_layers: int = 3
+  use_bn: bool = False
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    del train  # no BatchNorm (official use_bn_in_head=False)
     dense = lambda n: nn.Dense(n, kernel_init=_TRUNC_NORMAL, bias_init=nn.initializers.zeros)
     for _ in range(self.num_layers - 1):
-      x = nn.gelu(dense(self.hidden_dim)(x), approximate=False)  # torch's exact GELU
+      x = dense(self.hidden_dim)(x)
+      if self.use_bn:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x)
+      x = nn.gelu(x, approximate=False)  # torch's exact GELU
     x = dense(self.bottleneck_dim)(x)
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
@@ -176,6 +184,7 @@ def option_errors(options) -> list[str]:
       "base_momentum": number(0, 1),
       "final_momentum": number(0, 1),
       "norm_last_layer": boolean(),
+      "use_bn_in_head": boolean(),
   })
   if errors:  # the checks below compare fields checked above
     return errors
@@ -193,8 +202,8 @@ METHOD = register(Method(
     name="dino", loss=dino_method_loss, options=OPTIONS, option_errors=option_errors,
     views=_views,
     extras=lambda options, info: {
-        "head": Extra(DINOHead(options.hidden_dim, options.bottleneck_dim, options.num_layers),
-                      input="features"),
+        "head": Extra(DINOHead(options.hidden_dim, options.bottleneck_dim, options.num_layers,
+                               options.use_bn_in_head), input="features"),
         "last_layer": Extra(WeightNormLinear(options.out_dim, options.norm_last_layer),
                             input=(options.bottleneck_dim,))},
     targets=lambda options: {"teacher": Target(

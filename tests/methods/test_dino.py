@@ -6,6 +6,7 @@ import types
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -163,3 +164,26 @@ def test_dino_training_steps_teacher_center_and_crops():
     assert np.isfinite(float(metrics["loss/dino"]))
   assert 0 < float(metrics["dino/teacher_entropy"]) <= np.log(config.dino.out_dim) + 1e-5
   assert float(metrics["dino/teacher_temperature"]) == pytest.approx(0.07)
+
+
+def test_head_batchnorm_option_normalises_over_the_batch_and_tracks_online_statistics():
+  head = dino_method.DINOHead(hidden_dim=8, bottleneck_dim=4, use_bn=True)
+  x = jax.random.normal(jax.random.key(0), (16, 6)) + 5.0
+  variables = head.init(jax.random.key(1), x, train=False)
+  assert "batch_stats" not in dino_method.DINOHead(8, 4).init(jax.random.key(1), x, train=False)
+  _, new = head.apply(variables, x, train=True, mutable=["batch_stats"])
+  dense = variables["params"]["Dense_0"]
+  hidden = np.asarray(x) @ np.asarray(dense["kernel"]) + np.asarray(dense["bias"])
+  # torch's BatchNorm1d momentum 0.1: running mean 0.9 * 0 + 0.1 * batch mean.
+  np.testing.assert_allclose(new["batch_stats"]["BatchNorm_0"]["mean"], 0.1 * hidden.mean(0),
+                             rtol=1e-5, atol=1e-6)
+
+  config = load_experiment("dino_digits", "smoke")
+  config.dino.use_bn_in_head = True
+  exp = experiment.setup(config, devices=jax.devices()[:1])
+  before = np.asarray(exp.state.model_state["dino"]["head"]["batch_stats"]["BatchNorm_0"]["mean"])
+  state, metrics = exp.train_step(exp.state, exp.input.arrays)
+  after = np.asarray(state.model_state["dino"]["head"]["batch_stats"]["BatchNorm_0"]["mean"])
+  assert np.isfinite(float(metrics["loss/dino"])) and not np.allclose(before, after)
+  options = ml_collections.ConfigDict({**config.dino.to_dict(), "use_bn_in_head": 1})
+  assert "dino.use_bn_in_head must be True or False, got 1" in dino_method.option_errors(options)
