@@ -15,6 +15,16 @@ recipe), the teacher momentum is the official 0.996 -> 1 (solo-learn's CIFAR 0.9
 would barely move the teacher in 2000 steps) and the last layer is frozen for the
 first 6 steps (about one epoch of the 1437 images at 256 per step; official: 1 epoch).
 
+The head uses BatchNorm (the official ``use_bn_in_head`` option, off by default there).
+Without it the teacher collapsed to uniform targets (teacher entropy ln 1024 = 6.93 by
+step 200; final linear probe 44.4% vs 63.1% for raw pixels) under every variant tried for
+600 steps: LARS at 1.2 and at solo-learn's 0.3, the official AdamW (5e-4, wd 0.04), no
+local crops, a learned last-layer norm. The small CNN's features of different digits
+start nearly parallel, so centring leaves the teacher almost nothing to sharpen; the
+head's BatchNorm removes that common component. With it, 600 steps of seed 0 reach a
+linear probe of 75.0% (kNN 69.7%, pixels 63.1%) and the teacher entropy stays below 6.7
+(``--config.num_steps=600 --config.dino.use_bn_in_head=True``).
+
 Args: ``labels_per_class=N`` (default 2), ``smoke``; others are refused.
 """
 
@@ -45,6 +55,7 @@ def get_config(arg=None):
   c.dino.warmup_teacher_temperature_steps = c.num_steps * 3 // 10
   c.dino.base_momentum = 0.996
   c.dino.freeze_last_layer_steps = 6
+  c.dino.use_bn_in_head = True
   if args.get("smoke"):
     c.dino.num_local_crops = 2
     c.dino.hidden_dim = 16
