@@ -1,6 +1,6 @@
 """Reproduces the README's digits results table: every method, several seeds, mean +- std.
 
-  python scripts/digits_table.py --labels_per_class=2,5 --seeds=0,1,2 --out=results/digits
+  python scripts/digits_table.py --labels_per_class=2,5 --seeds=0,1,2 --out=results/digits_table_v2
 
 Each (row, labels per class, seed) trains in its own workdir under ``--workroot`` (a
 re-run resumes or just re-reads finished runs), with ``seed`` and ``data.split_seed`` both
@@ -122,6 +122,14 @@ ROWS = {
                 trainer_row("lp_digits", "test_accuracy_ema")),
     "mean_teacher": ("Mean Teacher (Tarvainen & Valpola)",
                      trainer_row("mean_teacher_digits", "test_accuracy_ema")),
+    **{name: (title, trainer_row(f"{name}_digits", "test_accuracy_ema")) for name, title in (
+        ("pseudo_label", "Pseudo-Label"), ("pi_model", "Pi-model"), ("uda", "UDA"),
+        ("vat", "VAT + EntMin"), ("mixmatch", "MixMatch"),
+        ("flexmatch", "FlexMatch"), ("freematch", "FreeMatch"), ("softmatch", "SoftMatch"),
+        ("dash", "Dash"), ("adamatch", "AdaMatch"), ("simmatch", "SimMatch"),
+        ("comatch", "CoMatch"), ("remixmatch", "ReMixMatch"),
+        ("co_training", "Co-training (two networks)"),
+        ("self_training", "Self-training / Noisy Student (rounds)"))},
     "byol_linear_probe": ("BYOL + linear probe on the labeled subset",
                           trainer_row("byol_digits", "linear_probe_accuracy")),
     "byol_knn": ("BYOL + weighted kNN on the labeled subset",
@@ -131,14 +139,6 @@ ROWS = {
     "rotation_knn": ("Rotation prediction + weighted kNN on the labeled subset",
                      trainer_row("rotation_digits", "knn_accuracy",
                                  shares_runs_of="rotation_linear_probe")),
-    **{name: (title, trainer_row(f"{name}_digits", "test_accuracy_ema")) for name, title in (
-        ("pseudo_label", "Pseudo-Label"), ("pi_model", "Pi-model"), ("uda", "UDA"),
-        ("vat", "VAT + EntMin"), ("mixmatch", "MixMatch"),
-        ("flexmatch", "FlexMatch"), ("freematch", "FreeMatch"), ("softmatch", "SoftMatch"),
-        ("dash", "Dash"), ("adamatch", "AdaMatch"), ("simmatch", "SimMatch"),
-        ("comatch", "CoMatch"), ("remixmatch", "ReMixMatch"),
-        ("co_training", "Co-training (two networks)"),
-        ("self_training", "Self-training / Noisy Student (rounds)"))},
     **{row: (f"{title} + {probe} on the labeled subset",
              trainer_row(f"{name}_digits", metric,
                          shares_runs_of=None if metric == "linear_probe_accuracy"
@@ -157,7 +157,7 @@ def main(argv=None):
   parser.add_argument("--labels_per_class", default="2,5")
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--workroot", default="runs/digits_table")
-  parser.add_argument("--out", default="results/digits_table")
+  parser.add_argument("--out", default="results/digits_table_v2")
   parser.add_argument("--smoke", action="store_true")
   parser.add_argument("--report_only", action="store_true",
                       help="print the table of what <out>.json holds; train nothing")
