@@ -545,7 +545,8 @@ def plot_feature_grid(runs: Sequence[tuple[str, str]], path: str, *, method: str
     if not panels:
       panels.append(("raw pixels", embed_2d(images.astype(np.float32) / 255.0, method)[0],
                      labels, info))
-    panels.append((f"{name}\n{_scores(workdir)}", embed_2d(feats, method)[0], labels, info))
+    panels.append((f"{name}\n{_scores(workdir, info['params'])}", embed_2d(feats, method)[0],
+                   labels, info))
   rows = -(-len(panels) // columns)
   fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.6 * rows), squeeze=False)
   for ax in axes.flat[len(panels):]:
@@ -554,9 +555,11 @@ def plot_feature_grid(runs: Sequence[tuple[str, str]], path: str, *, method: str
     _scatter(ax, y, labels, info["num_classes"], title)
   legend = _legend(fig, axes.flat[0])
   info = panels[0][3]
+  kinds = sorted({p[3]["params"] for p in panels[1:]})
+  which = (f"each run's {kinds[0]} parameters" if len(kinds) == 1
+           else "each run's EMA parameters where it kept them, else raw")
   fig.suptitle(f"{'t-SNE' if method == 'tsne' else 'PCA'} of {len(panels[0][2])} test images "
-               f"of {info['dataset']}, each run's {info['params']} parameters "
-               f"(latest checkpoint)", fontsize=10)
+               f"of {info['dataset']}, {which} (latest checkpoint)", fontsize=10)
   fig.tight_layout(rect=(0, 0, 0.94 if legend else 1, 1))
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=DPI)
@@ -564,14 +567,15 @@ def plot_feature_grid(runs: Sequence[tuple[str, str]], path: str, *, method: str
   return path
 
 
-def _scores(workdir: str) -> str:
+def _scores(workdir: str, params: str = "EMA") -> str:
+  """The run's probe / kNN accuracy and the test accuracy of the parameters drawn."""
   try:
     with open(os.path.join(workdir, "results.json")) as f:
       res = json.load(f)
   except (OSError, json.JSONDecodeError):
     return "(no results.json)"
   names = (("linear_probe_accuracy", "probe"), ("knn_accuracy", "kNN"),
-           ("test_accuracy_ema", "test"))
+           ("test_accuracy_ema" if params == "EMA" else "test_accuracy", f"test ({params})"))
   return ", ".join(f"{short} {100 * res[k]:.1f}" for k, short in names
                    if isinstance(res.get(k), (int, float))) or "(no accuracy)"
 

@@ -204,14 +204,19 @@ def test_feature_grid_draws_pixels_then_every_run_with_its_scores(saved_run, tmp
                                                                   monkeypatch):
   workdir, _ = saved_run
   with open(os.path.join(workdir, "results.json"), "w") as f:
-    json.dump({"linear_probe_accuracy": 0.8125, "knn_accuracy": 0.75}, f)
+    json.dump({"linear_probe_accuracy": 0.8125, "knn_accuracy": 0.75,
+               "test_accuracy": 0.5, "test_accuracy_ema": 0.625}, f)
   path = str(tmp_path / "grid" / "features.png")
   figs = _figures_of(monkeypatch, lambda: plot_run.plot_feature_grid(
-      [("first", workdir), ("second", workdir)], path, method="pca", max_points=60, columns=2))
+      [("first", workdir), ("second", workdir)], path, method="pca", max_points=60, columns=2,
+      params="raw"))
   assert _is_png(path)
   (fig,) = figs
   titles = [ax.get_title() for ax in fig.axes if ax.axison]
-  assert titles == ["raw pixels", "first\nprobe 81.2, kNN 75.0", "second\nprobe 81.2, kNN 75.0"]
+  # The test accuracy shown is that of the parameters drawn (raw here, not the EMA's 62.5).
+  assert titles == ["raw pixels", "first\nprobe 81.2, kNN 75.0, test (raw) 50.0",
+                    "second\nprobe 81.2, kNN 75.0, test (raw) 50.0"]
+  assert "each run's raw parameters" in fig._suptitle.get_text()
   assert len(fig.axes) == 4 and not fig.axes[3].axison  # 2 x 2 grid, the spare panel off
   # the same run twice: the same points
   a, b = (np.asarray(ax.collections[0].get_offsets()) for ax in fig.axes[1:3])
