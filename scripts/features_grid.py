@@ -1,6 +1,6 @@
 """Compares runs' learned features in one picture: t-SNE (or PCA) of the test set, one panel per run.
 
-  python scripts/features_grid.py --out results/features_digits.png \
+  python scripts/features_grid.py --out docs/figures/features_digits.png \
       SimCLR=runs/simclr_digits BYOL=runs/byol_digits ...
 
 Each ``NAME=WORKDIR`` is a sslx workdir with a checkpoint; its panel's title gives the
