@@ -282,19 +282,15 @@ def augment_errors(aug) -> list[str]:
     errors.append(f"augment.num_ops must be an int >= 0, got {aug.num_ops!r}")
   if not (_is_number(aug.simclr_strength) and aug.simclr_strength >= 0):
     errors.append(f"augment.simclr_strength must be a number >= 0, got {aug.simclr_strength!r}")
-  scale = aug.simclr_crop_scale
-  if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and all(map(_is_number, scale))
-          and 0 < scale[0] <= scale[1] <= 1):
-    errors.append(f"augment.simclr_crop_scale must be (low, high) with 0 < low <= high <= 1, "
-                  f"got {scale!r}")
   for kind in ("global", "local"):
-    size, scale = aug[f"multicrop_{kind}_size"], aug[f"multicrop_{kind}_scale"]
+    size = aug[f"multicrop_{kind}_size"]
     if not (_is_int(size) and size >= 0 and size != 1):
       errors.append(f"augment.multicrop_{kind}_size must be an int >= 2 (0: default), got {size!r}")
-    if not (isinstance(scale, (tuple, list)) and len(scale) == 2 and all(map(_is_number, scale))
-            and 0 < scale[0] <= scale[1] <= 1):
-      errors.append(f"augment.multicrop_{kind}_scale must be (low, high) with "
-                    f"0 < low <= high <= 1, got {scale!r}")
+  from sslx.methods.checks import area_range  # local import, as validate_config's
+  scale = area_range()
+  for name in ("simclr_crop_scale", "multicrop_global_scale", "multicrop_local_scale"):
+    if not scale.ok(aug[name]):
+      errors.append(scale.message(f"augment.{name}", aug[name]))
   return errors
 
 

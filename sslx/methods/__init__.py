@@ -5,7 +5,8 @@ Each method is one file that registers a :class:`~sslx.methods.base.Method` (see
 Every file in this package is imported here; a file elsewhere (a fork's, a paper's) is
 imported by naming its module in ``config.loss.imports``. Each method's options live in
 ``config.<method name>`` and its ``option_errors`` checks them, usually with one table of
-:mod:`sslx.methods.checks` validators (``check``, ``number``, ``integer``, ``boolean``, ``one_of``).
+:mod:`sslx.methods.checks` validators (``check``, ``number``, ``integer``, ``boolean``, ``one_of``,
+``area_range``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sslx.methods.base import (MODEL_OUTPUTS, POOLS, REGISTRY, Active, Context, 
                                ModelInfo, Target, View, import_methods, make_loss_fn,
                                merged_views, model_variables, register, stream_key,
                                update_targets)
-from sslx.methods.checks import Validator, boolean, check, integer, number, one_of
+from sslx.methods.checks import Validator, area_range, boolean, check, integer, number, one_of
 
 # Built-in methods: every module of this package but the API (base, checks) registers its
 # method(s) on import, so a new method file needs no edit here.
@@ -215,8 +216,8 @@ def config_errors(config) -> list[str]:
 
 
 __all__ = ["Active", "Context", "Extra", "MODEL_OUTPUTS", "Method", "ModelInfo", "POOLS",
-           "REGISTRY", "Target", "Validator", "View", "active_methods", "boolean", "check",
-           "config_errors", "default_augment_config", "extra_modules", "import_methods",
+           "REGISTRY", "Target", "Validator", "View", "active_methods", "area_range", "boolean",
+           "check", "config_errors", "default_augment_config", "extra_modules", "import_methods",
            "init_method_parts", "integer", "make_augmenters", "make_loss_fn", "merged_views",
            "method_option_configs", "model_info", "model_variables", "number", "one_of",
            "register", "stream_key", "update_targets"]

@@ -125,6 +125,15 @@ def one_of(*choices, hint: str = "") -> Validator:
   return Validator(f"one of {choices!r}", ok, hint)
 
 
+def area_range(*, hint: str = "") -> Validator:
+  """A crop's area range: a pair ``(low, high)`` of finite numbers, ``0 < low <= high <= 1``."""
+  def ok(v) -> bool:
+    return (isinstance(v, (tuple, list)) and len(v) == 2
+            and all(_is_real(x) and math.isfinite(x) for x in v) and 0 < v[0] <= v[1] <= 1)
+
+  return Validator("(low, high) with 0 < low <= high <= 1", ok, hint)
+
+
 def check(method: str, options, table: Mapping[str, Validator]) -> list[str]:
   """The errors of ``options`` (a ``config.<method>`` block) against ``table``
   (``{field: Validator}``), in the table's order; ``[]`` when every field passes.

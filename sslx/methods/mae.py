@@ -50,7 +50,7 @@ import ml_collections
 from sslx.augment.simclr import simclr_view
 from sslx.losses.masked_image import mae_loss, patchify, random_masking
 from sslx.methods.base import Context, Extra, Method, register
-from sslx.methods.checks import boolean, check, integer, number
+from sslx.methods.checks import area_range, boolean, check, integer, number
 from sslx.models.vit import Block, ViT, sincos_pos_embed_2d
 
 OPTIONS = ml_collections.ConfigDict(dict(
@@ -167,17 +167,12 @@ def option_errors(options) -> list[str]:
       "decoder_depth": integer(1),
       "decoder_num_heads": integer(1),
       "mlp_ratio": number(0, low_open=True),
+      "crop_scale": area_range(),
   })
   d, h = options.decoder_dim, options.decoder_num_heads
   if not errors and (d % h or d % 4):
     errors.append(f"mae.decoder_dim ({d}) must be a multiple of mae.decoder_num_heads ({h}) and "
                   f"of 4 (its 2-D sin-cos embedding)")
-  s = options.crop_scale
-  s = tuple(s) if isinstance(s, (tuple, list)) else s
-  if (not isinstance(s, tuple) or len(s) != 2
-      or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in s)
-      or not 0 < s[0] <= s[1] <= 1):
-    errors.append(f"mae.crop_scale must be (low, high) with 0 < low <= high <= 1, got {s!r}")
   return errors
 
 

@@ -5,7 +5,7 @@ import math
 import ml_collections
 import pytest
 
-from sslx.methods import Validator, boolean, check, integer, number, one_of
+from sslx.methods import Validator, area_range, boolean, check, integer, number, one_of
 
 NAN, INF = math.nan, math.inf
 
@@ -71,6 +71,15 @@ def test_boolean_and_one_of():
   assert _passes(one_of(0, 1), [0, 1, True, False, 0.0]) == [0, 1, 0.0]  # a bool is not 1
   with pytest.raises(ValueError, match="at least one choice"):
     one_of()
+
+
+def test_area_range():
+  v = area_range()
+  assert _passes(v, [(0.2, 1.0), [0.5, 0.5], (1, 1), (0.0, 1.0), (0.5, 0.2), (0.2, 1.1),
+                     (0.2, True), (0.2, NAN), (0.2, 0.5, 1.0), 0.5, "0.2,1"]) == [
+      (0.2, 1.0), [0.5, 0.5], (1, 1)]
+  assert v.message("a.crop_scale", (0.5, 0.2)) == (
+      "a.crop_scale must be (low, high) with 0 < low <= high <= 1, got (0.5, 0.2)")
 
 
 def test_check_names_field_wanted_and_got_in_table_order():
