@@ -567,7 +567,7 @@ def plot_feature_grid(runs: Sequence[tuple[str, str]], path: str, *, method: str
   return path
 
 
-def _scores(workdir: str, params: str = "EMA") -> str:
+def _scores(workdir: str, params: str) -> str:
   """The run's probe / kNN accuracy and the test accuracy of the parameters drawn."""
   try:
     with open(os.path.join(workdir, "results.json")) as f:
