@@ -207,7 +207,7 @@ def _knn_fit_graph(x, num_valid, num_others, *, k_slots, self_loop):
   learn's kNN graph.
   """
   n = x.shape[0]
-  chunk, bin_size, group = _knn._exact_knn_params(n, k_slots)  # pylint: disable=protected-access
+  chunk, bin_size, group = _knn._exact_knn_params(n, k_slots, x.shape[1])  # pylint: disable=protected-access
   _, idx = _knn._exact_knn(  # pylint: disable=protected-access
       x, x, num_valid, k=k_slots, metric="euclidean", exclude_self=True,
       block_size=min(512, n), chunk_size=chunk, bin_size=bin_size, group=group)

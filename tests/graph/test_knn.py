@@ -154,6 +154,127 @@ def test_pca_tree_order_is_balanced_permutation(blobs):
                   for leaf in perm.reshape(16, 40) if (leaf < 600).any()]) >= 0.6
 
 
+# ------------------------------------------------ high-dimensional data: projection
+
+
+@pytest.fixture(scope="module")
+def wide():
+  """700 points in 160-d near a 12-d subspace (pixels-like): projection territory."""
+  rng = np.random.default_rng(2)
+  basis = rng.normal(size=(12, 160))
+  x = rng.normal(size=(700, 12)) @ basis + 0.3 * rng.normal(size=(700, 160)) + 2.0
+  return x.astype(np.float32)
+
+
+def test_exact_bin_size_balances_the_two_passes():
+  # Pass 2 reads k * bin_size * d floats per query, pass 1 ranks N / bin_size maxima.
+  assert graph._exact_knn_params(10_000, 11, 784)[1] == 1      # notMNIST pixels
+  assert graph._exact_knn_params(100_000, 11, 64)[1] == 8      # blobs
+  assert graph._exact_knn_params(1_000_000, 11, 64)[1] == 16
+  assert graph._exact_knn_params(2_000, 11, 784) == (2048, 1, 1)  # one chunk
+
+
+def test_exact_knn_bins_of_one_point_over_many_chunks(wide):
+  vals, idx = graph._exact_knn(wide, wide, k=6, metric="euclidean", exclude_self=True,
+                               block_size=64, chunk_size=256, bin_size=1, group=8)
+  ref_idx, ref_sim = _brute_force(wide, wide, 6, "euclidean", True)
+  np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+  np.testing.assert_allclose(np.asarray(vals), ref_sim, rtol=1e-4)
+
+
+def test_pca_projection_finds_the_top_subspace(wide):
+  y = np.asarray(graph._pca_projection(jnp.asarray(wide), dim=12, center=True))
+  xc = wide.astype(np.float64) - wide.mean(0)
+  top = np.linalg.eigh(xc.T @ xc)[1][:, ::-1][:, :12]
+  # Same captured variance as the exact top-12 directions, and orthonormal directions
+  # (pairwise distances never grow).
+  assert (y ** 2).sum() == pytest.approx(((xc @ top) ** 2).sum(), rel=1e-3)
+  d_full = ((xc[:50, None] - xc[None, :50]) ** 2).sum(-1)
+  d_proj = ((y[:50, None] - y[None, :50]) ** 2).sum(-1)
+  assert (d_proj <= d_full * (1 + 1e-4) + 1e-3).all()
+  # Uncentred for inner products: the mean direction is kept.
+  y0 = np.asarray(graph._pca_projection(jnp.asarray(wide), dim=12, center=False))
+  assert (y0 ** 2).sum() > (y ** 2).sum()
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
+def test_projected_search_recall_and_exact_scores(wide, metric):
+  ref_idx, ref_sim = _brute_force(wide, wide, 8, metric, True)
+  idx, sim, estimate = graph.knn_graph(wide, k=8, metric=metric, method="approx",
+                                       project_dim=12, recall=0.9, recall_sample=700,
+                                       return_recall=True)
+  idx, sim = np.asarray(idx), np.asarray(sim)
+  # With every point sampled the estimate is the graph's own (tie-aware) recall.
+  kth = ref_sim[:, -1:]
+  assert estimate == pytest.approx(np.mean(sim >= kth - 1e-5 * np.maximum(abs(kth), 1)))
+  assert estimate >= 0.9 and _recall(idx, ref_idx) >= 0.9
+  # Similarities are the exact full-dimensional ones of the returned points, sorted.
+  _, full = _brute_force(wide, wide, 699, metric, True)
+  order = np.argsort(-_brute_force(wide, wide, 699, metric, True)[1], axis=1)
+  del order
+  x = wide.astype(np.float64)
+  if metric == "cosine":
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+  if metric == "euclidean":
+    ref = -((x[:, None, :] - x[idx]) ** 2).sum(-1)
+  else:
+    ref = np.einsum("nd,nkd->nk", x, x[idx])
+  np.testing.assert_allclose(sim, ref, rtol=1e-4, atol=1e-3)
+  assert (np.diff(sim, axis=1) <= 1e-5 * np.abs(sim[:, 1:]).max()).all()
+  assert not (idx == np.arange(700)[:, None]).any()
+
+
+def test_projected_search_takes_the_fewest_candidates(wide):
+  # The candidate count is the first of k * (1, 1.5, 2, 3, ...) whose sampled recall
+  # reaches the target. With an exact projected search the graph's recall on the
+  # sample is that curve's value: a true neighbour among the candidates always ranks
+  # in the top k of their exact scores.
+  k = 6
+  x = jnp.asarray(wide)
+  sample = np.sort(np.random.RandomState(0).choice(700, 300, replace=False))
+  true_idx, _ = graph._sample_neighbours(x, sample, k=k, metric="euclidean")
+  y = graph._pca_projection(x, dim=8, center=True)
+  curve = graph._projected_rank_curve(y, true_idx, sample, metric="euclidean",
+                                      max_candidates=8 * k)
+  assert (np.diff(curve) >= 0).all() and curve[0] == 0
+  options = sorted({int(np.ceil(c * k)) for c in graph._CANDIDATE_FACTORS})
+  picked = []
+  for target in (0.8, 0.95):
+    chosen = next(c for c in options if curve[c] >= target)
+    assert all(curve[c] < target for c in options if c < chosen)
+    _, _, est = graph.knn_graph(wide, k=k, metric="euclidean", method="approx",
+                                project_dim=8, recall=target, recall_sample=300,
+                                return_recall=True)
+    assert est == pytest.approx(curve[chosen])
+    picked.append(chosen)
+  assert picked[0] < picked[1] and picked[0] > k   # 8 of 160 dimensions need extras
+
+
+def test_projection_used_by_default_only_for_wide_data(wide, monkeypatch, points):
+  calls = []
+  real = graph._projected_knn
+  monkeypatch.setattr(graph, "_projected_knn",
+                      lambda x, **kw: calls.append(kw["dim"]) or real(x, **kw))
+  graph.knn_graph(np.tile(wide, (1, 2)), k=5, method="approx")   # 320-d: projected
+  assert calls == [graph._PROJECT_DIM]
+  graph.knn_graph(wide[:, :128], k=5, method="approx")            # <= 2 x 64: tree
+  graph.knn_graph(np.tile(wide, (1, 2)), k=5, method="approx", project_dim=0)
+  graph.knn_graph(np.tile(wide, (1, 2)), k=5, method="approx", num_probes=2)
+  assert calls == [graph._PROJECT_DIM]
+  with pytest.raises(ValueError, match="`project_dim` must be"):
+    graph.knn_graph(points, k=3, method="approx", project_dim=-1)
+
+
+def test_projection_that_cannot_reach_the_target_searches_exactly():
+  # Isotropic noise has no low-dimensional structure: 8 of 200 dimensions miss most
+  # neighbours even with 8k candidates, so the exact search runs (recall 1).
+  x = np.random.default_rng(3).normal(size=(500, 200)).astype(np.float32)
+  idx, _, estimate = graph.knn_graph(x, k=5, metric="euclidean", method="approx",
+                                     project_dim=8, return_recall=True)
+  assert estimate == 1.0
+  np.testing.assert_array_equal(np.asarray(idx), _brute_force(x, x, 5, "euclidean", True)[0])
+
+
 def test_knn_graph_errors(points):
   with pytest.raises(ValueError, match="`k` must be in"):
     graph.knn_graph(points, k=300)
