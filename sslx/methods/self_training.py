@@ -46,9 +46,12 @@ Where this differs from the paper and its code, and why:
   ``threshold`` 0 (the paper filters below 0.3 on ImageNet).
 
 Diagnostics: the round, the mask rate, the share of the batch labelled now, the batch's
-pseudo-label accuracy, and over the pool: the share labelled in this round and their
+pseudo-label accuracy, and over the pool: the share labelled in this round, their
 accuracy against the known unlabeled labels (the round's pseudo-label accuracy; read it
-at the last log step of a round). Test accuracy per round: set ``eval_every`` to the
+at the last log step of a round) and, the confirmation bias, the share of the examples
+the previous round's teacher got wrong to which this round's teacher gives the same wrong
+class (``pool_repeated_error_rate``, rounds >= 2: round 0's teacher is untrained).
+``scripts/plot_rounds.py`` draws them per round, over seeds. Test accuracy per round: set ``eval_every`` to the
 round length (the digits config does).
 """
 
@@ -92,7 +95,11 @@ def init_state(options, info):
   return {"targets": jnp.zeros((u, k), jnp.float32),
           "labelled_round": jnp.full((u,), -1, jnp.int32),  # -1: never labelled
           "correct": jnp.zeros((u,), jnp.float32),  # the stored label's argmax is the truth
-          "known": jnp.zeros((u,), jnp.float32)}  # the truth is known (benchmarks)
+          "known": jnp.zeros((u,), jnp.float32),  # the truth is known (benchmarks)
+          # Confirmation bias: the label it replaced (a trained teacher's, round >= 1) was
+          # wrong, and the new one repeats that same wrong class.
+          "was_wrong": jnp.zeros((u,), jnp.float32),
+          "repeated": jnp.zeros((u,), jnp.float32)}
 
 
 def self_training_loss(ctx: Context):
@@ -111,10 +118,22 @@ def self_training_loss(ctx: Context):
   active = (r >= 1).astype(jnp.float32)  # round 0: no trained teacher yet
   truth = ctx.batch.get("unlabeled_labels", jnp.full(idx.shape, -1, jnp.int32))
   known = truth >= 0
-  correct = (jnp.argmax(targets, -1) == truth) & known
+  label = jnp.argmax(targets, -1)
+  correct = (label == truth) & known
+  old_label = jnp.argmax(state["targets"][idx], -1)
+  had_previous = fresh & known & (state["labelled_round"][idx] >= 1)
+  was_wrong = had_previous & (old_label != truth)
+  repeated = was_wrong & (label == old_label)
+
+  def keep_unless_fresh(name, value):
+    return state[name].at[idx].set(
+        jnp.where(fresh, value.astype(jnp.float32), state[name][idx]))
+
   new_state = {"targets": pool, "labelled_round": labelled_round,
                "correct": state["correct"].at[idx].set(correct.astype(jnp.float32)),
-               "known": state["known"].at[idx].set(known.astype(jnp.float32))}
+               "known": state["known"].at[idx].set(known.astype(jnp.float32)),
+               "was_wrong": keep_unless_fresh("was_wrong", was_wrong),
+               "repeated": keep_unless_fresh("repeated", repeated)}
   this_round = (labelled_round == r).astype(jnp.float32)
   metrics = {"round": r, "unsup_loss": unsup, "active": active, "mask_rate": jnp.mean(mask),
              "fresh_rate": jnp.mean(fresh.astype(jnp.float32)),
@@ -122,7 +141,12 @@ def self_training_loss(ctx: Context):
              "pool_coverage": jnp.mean(this_round),
              "pool_pseudo_label_accuracy": (
                  jnp.sum(this_round * new_state["correct"])
-                 / jnp.maximum(jnp.sum(this_round * new_state["known"]), 1))}
+                 / jnp.maximum(jnp.sum(this_round * new_state["known"]), 1)),
+             # Of the pool examples the previous (trained) teacher got wrong, the share
+             # this round's teacher gives the same wrong class (rounds >= 2).
+             "pool_repeated_error_rate": (
+                 jnp.sum(this_round * new_state["repeated"])
+                 / jnp.maximum(jnp.sum(this_round * new_state["was_wrong"]), 1))}
   return active * opts.unsup_weight * unsup, metrics, new_state
 
 

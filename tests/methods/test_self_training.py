@@ -69,21 +69,26 @@ def test_pool_targets_label_each_example_once_per_round():
     pool_targets(pool, rounds, jnp.array([0.0]), a, 1)
 
 
-def test_method_over_two_rounds_matches_the_loop_in_numpy():
+def test_method_over_three_rounds_matches_the_loop_in_numpy():
   rng = np.random.default_rng(0)
   k, pool_size, n = 3, 6, 4
   options = ml_collections.ConfigDict(dict(self_training.OPTIONS))
-  options.num_rounds, options.threshold, options.temperature = 2, 0.4, 0.5
+  options.threshold, options.temperature = 0.4, 0.5
   info = types.SimpleNamespace(pool_sizes={"unlabeled": pool_size}, num_classes=k)
   state = self_training.init_state(options, info)
   truth_pool = np.array([0, 1, 2, -1, 1, 0])
   ref_targets, ref_round = np.zeros((pool_size, k)), -np.ones(pool_size, int)
-  for step in range(6):  # num_steps 6, rounds of 3
+  ref_wrong, ref_repeated = np.zeros(pool_size, bool), np.zeros(pool_size, bool)
+  options.num_rounds = 3
+  counts = np.zeros(2)
+  opinion = rng.normal(size=(pool_size, k)) * 2
+  for step in range(9):  # num_steps 9, rounds of 3
     idx = rng.choice(pool_size, n, replace=False)
-    teacher = rng.normal(size=(n, k)).astype(np.float32) * 2  # the frozen teacher's logits
+    # The frozen teacher's logits: an opinion per example (so errors can repeat) + noise.
+    teacher = (opinion[idx] + rng.normal(size=(n, k))).astype(np.float32)
     student = rng.normal(size=(n, k)).astype(np.float32)
     ctx = types.SimpleNamespace(
-        options=options, state=state, step=step, num_steps=6,
+        options=options, state=state, step=step, num_steps=9,
         images={"unlabeled_clean": jnp.zeros((n, 1))},
         outputs={"unlabeled_strong": {"logits": jnp.asarray(student)}},
         batch={"unlabeled_indices": jnp.asarray(idx, jnp.int32),
@@ -95,7 +100,12 @@ def test_method_over_two_rounds_matches_the_loop_in_numpy():
     r = step // 3
     for j, i in enumerate(idx):
       if ref_round[i] != r:
-        ref_targets[i], ref_round[i] = _softmax(teacher[j] / 0.5), r
+        new = _softmax(teacher[j] / 0.5)
+        previous_wrong = (ref_round[i] >= 1 and truth_pool[i] >= 0
+                          and ref_targets[i].argmax() != truth_pool[i])
+        ref_wrong[i] = previous_wrong
+        ref_repeated[i] = previous_wrong and new.argmax() == ref_targets[i].argmax()
+        ref_targets[i], ref_round[i] = new, r
     y = ref_targets[idx]
     mask = y.max(-1) >= 0.4
     ce = -(y * np.log(_softmax(student))).sum(-1)
@@ -108,6 +118,12 @@ def test_method_over_two_rounds_matches_the_loop_in_numpy():
     acc = (ref_targets.argmax(-1) == truth_pool)[this_round].mean()
     assert float(metrics["pool_pseudo_label_accuracy"]) == pytest.approx(acc)
     assert float(metrics["pool_coverage"]) == pytest.approx(np.mean(ref_round == r))
+    now = ref_round == r
+    rate = ref_repeated[now].sum() / max(ref_wrong[now].sum(), 1)
+    assert float(metrics["pool_repeated_error_rate"]) == pytest.approx(rate)
+    counts += [ref_wrong[now].sum(), ref_repeated[now].sum()]
+  # The draws above exercise both outcomes of a previously wrong label.
+  assert counts[1] > 0 and counts[0] > counts[1], counts
 
 
 def test_option_errors_name_the_field_and_the_teacher_view():
