@@ -158,6 +158,11 @@ def main(argv=None):
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--workroot", default="runs/digits_table")
   parser.add_argument("--out", default="results/digits_table_v2")
+  parser.add_argument("--jax_cache", default=None,
+                      help="persistent XLA compilation cache shared by the runs (default "
+                           "<workroot>/jax_cache; '' turns it off): each row's seeds and "
+                           "columns compile the same programs (fixmatch_graph_digits: first "
+                           "step 40 s without, 6.5 s with)")
   parser.add_argument("--smoke", action="store_true")
   parser.add_argument("--report_only", action="store_true",
                       help="print the table of what <out>.json holds; train nothing")
@@ -168,6 +173,11 @@ def main(argv=None):
     parser.error(f"unknown rows {unknown}; known: {list(ROWS)}")
   lpcs = [int(x) for x in args.labels_per_class.split(",")]
   seeds = [int(x) for x in args.seeds.split(",")]
+
+  cache = os.path.join(args.workroot, "jax_cache") if args.jax_cache is None else args.jax_cache
+  if cache and not (args.report_only or args.smoke):  # (smoke: tests share one process)
+    import jax
+    jax.config.update("jax_compilation_cache_dir", os.path.abspath(cache))
 
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   path_json = args.out + ".json"
