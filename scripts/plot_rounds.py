@@ -5,8 +5,8 @@
 
 Reads each workdir's ``metrics.jsonl`` (a ``self_training`` run whose ``eval_every`` is the
 round length, as ``experiments/self_training_digits.py`` sets it): at the end of round r,
-the accuracy of the pool's pseudo-labels made in round r (by the teacher of round r, the
-student of round r - 1), the student's test accuracy (raw and EMA parameters), and the
+the accuracy of the pool's pseudo-labels made in round r >= 1 (by the teacher of round r,
+the student of round r - 1), the student's test accuracy (raw and EMA parameters), and the
 confirmation bias: of the pool examples the previous round's teacher labelled wrongly, the
 share that this round's teacher gives the same wrong class (rounds >= 2). Prints the table
 (mean +- std over the runs) and draws one panel per quantity, one line per run.
@@ -44,7 +44,11 @@ def per_round(workdir: str) -> dict[str, dict[int, float]]:
   for row in ends:
     r = int(row["self_training/round"])
     for key, _ in QUANTITIES:
-      if key in row and not (key.endswith("repeated_error_rate") and r < 2):
+      # Round 0's labels come from the untrained initial model and are not used; the
+      # repeated errors need a trained previous teacher (round >= 1).
+      first = {"self_training/pool_pseudo_label_accuracy": 1,
+               "self_training/pool_repeated_error_rate": 2}.get(key, 0)
+      if key in row and r >= first:
         out[key][r] = float(row[key])
   return out
 

@@ -540,7 +540,7 @@ def _projected_knn(x, *, k, metric, recall, dim, recall_sample, seed, leaf_size,
   """Approximate kNN graph of high-dimensional ``x`` via a ``dim``-d projection.
 
   Returns ``(idx, vals, estimated recall)`` or None when ``c = 8`` candidates per
-  neighbour do not reach ``recall`` on the sample (the caller then searches exactly).
+  neighbour do not reach ``recall`` on the sample (the caller then uses the tree).
   The estimate is measured on the result itself: the fraction of the sample's
   neighbours scoring at least its exact k-th score (so ties count as found).
   """
@@ -717,7 +717,8 @@ def knn_graph(
   are the candidates (exact there up to 2^15 points, the tree above), and their
   exact full-dimensional scores pick the k best. ``c`` is the smallest of 1,
   1.5, 2, 3, 4, 6, 8 whose sampled recall reaches the target (a neighbour is
-  found iff it is among the candidates); if none does, the exact search runs.
+  found iff it is among the candidates); if none does, the tree search above
+  runs in full d (or the exact one).
   The returned estimate is then measured on the result itself (the sample's
   neighbours scoring at least its exact k-th score; ties count as found).
 
@@ -788,9 +789,10 @@ def knn_graph(
     out = _projected_knn(x, k=k, metric=metric, recall=recall, dim=project_dim,
                          recall_sample=recall_sample, seed=seed, leaf_size=leaf_size,
                          block_size=block_size)
-    if out is None:
-      return exact()
-    return out if return_recall else out[:2]
+    if out is not None:
+      return out if return_recall else out[:2]
+    # No low-dimensional structure to use: the tree (itself exact when it must read
+    # more than a quarter of the data).
   idx, vals, est = _tree_knn(x, k=k, metric=metric, recall=recall, num_probes=num_probes,
                              leaf_size=leaf_size, seed=seed, recall_sample=recall_sample,
                              block_size=block_size, need_recall=return_recall)

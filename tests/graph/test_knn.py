@@ -265,9 +265,10 @@ def test_projection_used_by_default_only_for_wide_data(wide, monkeypatch, points
     graph.knn_graph(points, k=3, method="approx", project_dim=-1)
 
 
-def test_projection_that_cannot_reach_the_target_searches_exactly():
+def test_projection_that_cannot_reach_the_target_falls_back():
   # Isotropic noise has no low-dimensional structure: 8 of 200 dimensions miss most
-  # neighbours even with 8k candidates, so the exact search runs (recall 1).
+  # neighbours even with 8k candidates, so the tree runs, and on 2 leaves of noise
+  # it would need both: the exact search (recall 1).
   x = np.random.default_rng(3).normal(size=(500, 200)).astype(np.float32)
   idx, _, estimate = graph.knn_graph(x, k=5, metric="euclidean", method="approx",
                                      project_dim=8, return_recall=True)

@@ -37,7 +37,8 @@ def test_round_ends_over_runs(tmp_path, capsys):
   _write_run(a, [(0.1, 0.5, 0.0), (0.8, 0.7, 0.0), (0.85, 0.8, 0.6)])
   _write_run(b, [(0.1, 0.6, 0.0), (0.9, 0.8, 0.0), (0.95, 0.9, 0.4)])
   got = script.per_round(a)
-  assert got["self_training/pool_pseudo_label_accuracy"] == {0: 0.1, 1: 0.8, 2: 0.85}
+  # Round 0's pseudo-labels are the untrained model's (unused): not reported.
+  assert got["self_training/pool_pseudo_label_accuracy"] == {1: 0.8, 2: 0.85}
   assert got["test/accuracy_ema"][2] == pytest.approx(0.7)
   # Repeated errors need a trained previous teacher: rounds >= 2 only.
   assert got["self_training/pool_repeated_error_rate"] == {2: 0.6}
