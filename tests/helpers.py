@@ -21,3 +21,12 @@ def read_jsonl(path: str) -> list[dict]:
   import json
   with open(path) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def load_script(name: str):
+  """``scripts/<name>.py`` as a module (scripts are not a package)."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "scripts", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module

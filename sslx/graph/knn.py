@@ -499,28 +499,10 @@ def _rerank(x, candidates, *, metric, block_size):
   return vals.reshape(-1, kc)[:n], idx.reshape(-1, kc)[:n]
 
 
-def _projected_rank_curve(y, true_idx, sample, *, metric, max_candidates):
-  """``curve[j]``: fraction of the sample's true neighbours among its j nearest in the
-  projection ``y`` (self excluded), for j = 0 .. max_candidates."""
-  n = y.shape[0]
-  kk = min(max_candidates + 1, n)
-  chunk, bin_size, group = _exact_knn_params(n, kk, y.shape[1])
-  _, idx = _exact_knn(y[sample], y, k=kk, metric=metric, exclude_self=False,
-                      block_size=min(512, _round_up(len(sample), 8)), chunk_size=chunk,
-                      bin_size=bin_size, group=group)
-  idx = np.asarray(idx)
-  is_self = idx == sample[:, None]
-  is_self[~is_self.any(axis=1), -1] = True
-  others = idx[~is_self].reshape(len(sample), kk - 1)          # projected order, [S, kk-1]
-  # Position of each true neighbour in its point's projected list (kk-1 if absent).
-  match = others[:, None, :] == true_idx[:, :, None]           # [S, k, kk-1]
-  pos = np.where(match.any(axis=2), match.argmax(axis=2), kk - 1)
-  counts = np.bincount(pos.ravel() + 1, minlength=kk + 1)
-  return np.cumsum(counts)[:kk] / pos.size
-
-
 def _sample_neighbours(x, sample, *, k, metric):
-  """Exact k other neighbours (ids [S, k], scores [S, k]) of the sampled points."""
+  """Exact k other neighbours (ids [S, k], scores [S, k]) of the sampled points (k capped
+  at N - 1); a point's own entry is dropped (or, where a duplicate displaced it, the last
+  neighbour)."""
   n = x.shape[0]
   kk = min(k + 1, n)
   chunk, bin_size, group = _exact_knn_params(n, kk, x.shape[1])
@@ -533,6 +515,18 @@ def _sample_neighbours(x, sample, *, k, metric):
   keep = ~is_self
   return (idx[keep].reshape(len(sample), kk - 1)[:, :k],
           vals[keep].reshape(len(sample), kk - 1)[:, :k])
+
+
+def _projected_rank_curve(y, true_idx, sample, *, metric, max_candidates):
+  """``curve[j]``: fraction of the sample's true neighbours among its j nearest in the
+  projection ``y`` (self excluded), for j = 0 .. max_candidates."""
+  others, _ = _sample_neighbours(y, sample, k=max_candidates, metric=metric)
+  kk = others.shape[1] + 1                                      # projected order, [S, kk-1]
+  # Position of each true neighbour in its point's projected list (kk-1 if absent).
+  match = others[:, None, :] == true_idx[:, :, None]           # [S, k, kk-1]
+  pos = np.where(match.any(axis=2), match.argmax(axis=2), kk - 1)
+  counts = np.bincount(pos.ravel() + 1, minlength=kk + 1)
+  return np.cumsum(counts)[:kk] / pos.size
 
 
 def _projected_knn(x, *, k, metric, recall, dim, recall_sample, seed, leaf_size,
@@ -634,16 +628,7 @@ def _sample_recall_curve(x, perm, *, k, metric, tile, sample_size, seed):
   num_leaves = n_pad // tile
   rng = np.random.RandomState(seed)
   sample = np.sort(rng.choice(n, min(sample_size, n), replace=False))
-  kk = min(k + 1, n)
-  chunk, bin_size, group = _exact_knn_params(n, kk, x.shape[1])
-  _, idx = _exact_knn(x[sample], x, k=kk, metric=metric, exclude_self=False,
-                      block_size=min(512, _round_up(len(sample), 8)), chunk_size=chunk,
-                      bin_size=bin_size, group=group)
-  idx = np.asarray(idx)
-  # Drop the point itself (or, where a duplicate displaced it, the last neighbour).
-  is_self = idx == sample[:, None]
-  is_self[~is_self.any(axis=1), -1] = True
-  others = idx[~is_self].reshape(len(sample), kk - 1)[:, :k]
+  others, _ = _sample_neighbours(x, sample, k=k, metric=metric)
   position = np.empty(n_pad, np.int64)
   position[np.asarray(perm)] = np.arange(n_pad)
   leaf_of = position[:n] // tile

@@ -209,9 +209,6 @@ def test_projected_search_recall_and_exact_scores(wide, metric):
   assert estimate == pytest.approx(np.mean(sim >= kth - 1e-5 * np.maximum(abs(kth), 1)))
   assert estimate >= 0.9 and _recall(idx, ref_idx) >= 0.9
   # Similarities are the exact full-dimensional ones of the returned points, sorted.
-  _, full = _brute_force(wide, wide, 699, metric, True)
-  order = np.argsort(-_brute_force(wide, wide, 699, metric, True)[1], axis=1)
-  del order
   x = wide.astype(np.float64)
   if metric == "cosine":
     x = x / np.linalg.norm(x, axis=1, keepdims=True)

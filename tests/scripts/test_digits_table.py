@@ -1,22 +1,14 @@
 """scripts/digits_table.py builds its table from real (smoke-size) runs."""
 
-import importlib.util
 import json
 import os
 
-from helpers import REPO
+from helpers import load_script
 
-
-def _load_script():
-  spec = importlib.util.spec_from_file_location(
-      "digits_table", os.path.join(REPO, "scripts", "digits_table.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def test_table_from_smoke_runs(tmp_path):
-  table = _load_script()
+  table = load_script("digits_table")
   out = str(tmp_path / "t")
   results = table.main(["--smoke", "--rows=supervised_labeled,sklearn_label_spreading",
                         "--seeds=0,1", "--labels_per_class=2",

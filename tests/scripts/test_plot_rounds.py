@@ -1,20 +1,12 @@
 """scripts/plot_rounds.py reads each round's end of self-training runs."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 
-from helpers import REPO
+from helpers import load_script
 
-
-def _load_script():
-  spec = importlib.util.spec_from_file_location(
-      "plot_rounds", os.path.join(REPO, "scripts", "plot_rounds.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def _write_run(path, rounds):
@@ -32,7 +24,7 @@ def _write_run(path, rounds):
 
 
 def test_round_ends_over_runs(tmp_path, capsys):
-  script = _load_script()
+  script = load_script("plot_rounds")
   a, b = str(tmp_path / "a"), str(tmp_path / "b")
   _write_run(a, [(0.1, 0.5, 0.0), (0.8, 0.7, 0.0), (0.85, 0.8, 0.6)])
   _write_run(b, [(0.1, 0.6, 0.0), (0.9, 0.8, 0.0), (0.95, 0.9, 0.4)])
