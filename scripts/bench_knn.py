@@ -31,7 +31,7 @@ Data (``--data``, comma-separated):
   notmnist     the vendored notMNIST file (``data/notmnist10k.npz``), 10,000 x 784 pixels
   emb:WORKDIR  learned embeddings: the features of a finished sslx run's model (its
                EMA parameters when it kept them) for every train and test image of its
-               dataset
+               dataset, each once
 
   pip install -r requirements-bench.txt
   python scripts/bench_knn.py --data=digits,notmnist,blobs100k
@@ -86,8 +86,11 @@ def _embeddings(workdir: str) -> np.ndarray:
   config = plot.load_config(workdir)
   state, model, normalize, dataset = plot.restore_latest(workdir, config)
   weights = state.ema_params if config.ema_decay > 0 else state.params["model"]
-  images = np.concatenate([dataset.labeled_images, dataset.unlabeled_images,
-                           dataset.test_images])
+  # Every train image once: the default unlabeled pool ('all') already holds the
+  # labeled ones (stacking both put duplicates at distance 0 in the data).
+  parts = ([dataset.unlabeled_images] if dataset.unlabeled_pool == "all"
+           else [dataset.labeled_images, dataset.unlabeled_images])
+  images = np.concatenate(parts + [dataset.test_images])
   del jax
   return np.asarray(evaluation.extract_features(
       model, train.to_host(weights), train.to_host(state.model_state), normalize, images,
