@@ -240,27 +240,36 @@ def _exact_knn_graph(x: jax.Array, *, k: int, metric: str,
 
 @functools.partial(jax.jit, static_argnames=("levels", "tile", "power_iters"))
 def _pca_tree_order(x, seed, *, levels, tile, power_iters=3):
-  """Permutation [2^levels * tile] of point ids (>= N marks padding)."""
+  """Permutation [2^levels * tile] of point ids (>= N marks padding).
+
+  Every level works on the points as ``[2^levels, tile, d]`` final leaves: a segment
+  of level ``l`` is a run of ``2^(levels - l)`` consecutive leaves, so its sums are
+  per-leaf sums (static reshapes) summed over few leaves, and projections are batched
+  matvecs; 1.6x faster at 100k x 64 than per-point segment sums over N rows, with
+  one traced level (a Python loop over levels compiled ~3x longer).
+  """
   n, dim = x.shape
   num_leaves = 2 ** levels
   n_pad = num_leaves * tile
   valid = jnp.arange(n_pad) < n
   x_pad = jnp.pad(x, ((0, n_pad - n), (0, 0)))
+  leaf_ids = jnp.arange(num_leaves)
 
   def level(l, perm):
     seg_size = n_pad // (2 ** l)
-    pos_seg = jnp.arange(n_pad) // seg_size
-    xs = x_pad[perm]                       # padding rows are zero
-    w = valid[perm]
-    count = jax.ops.segment_sum(w.astype(x.dtype), pos_seg, num_leaves,
-                                indices_are_sorted=True)
-    mean = jax.ops.segment_sum(xs, pos_seg, num_leaves,
-                               indices_are_sorted=True) / jnp.maximum(
-                                   count, 1.0)[:, None]
+    seg_of_leaf = leaf_ids // (num_leaves // (2 ** l))   # segment slots: num_leaves
+    xs = x_pad[perm].reshape(num_leaves, tile, dim)      # padding rows are zero
+    w = valid[perm].reshape(num_leaves, tile)
+
+    def seg_sum(a):   # per-leaf values [num_leaves, ...] -> per-segment sums
+      return jax.ops.segment_sum(a, seg_of_leaf, num_leaves, indices_are_sorted=True)
+
+    count = seg_sum(w.sum(axis=1).astype(x.dtype))
+    mean = seg_sum(xs.sum(axis=1)) / jnp.maximum(count, 1.0)[:, None]
 
     def project(v):   # (x_i - mean_s) . v_s, 0 on padding; no centred copy
-      p = (jnp.sum(xs * v[pos_seg], axis=1)
-           - jnp.sum(mean * v, axis=1)[pos_seg])
+      p = (jnp.einsum("ltd,ld->lt", xs, v[seg_of_leaf])
+           - jnp.sum(mean * v, axis=1)[seg_of_leaf][:, None])
       return jnp.where(w, p, 0.0)
 
     # Start the power iteration from the difference of two points of the
@@ -273,20 +282,19 @@ def _pca_tree_order(x, seed, *, levels, tile, power_iters=3):
     off = (h % jnp.uint32(seg_size)).astype(jnp.int32)
     off2 = ((h >> 7) % jnp.uint32(seg_size)).astype(jnp.int32)
     start = jnp.minimum(jnp.arange(num_leaves) * seg_size, n_pad - 1)
-    direction = (xs[jnp.minimum(start + off, n_pad - 1)]
-                 - xs[jnp.minimum(start + off2, n_pad - 1)])
+    flat = xs.reshape(n_pad, dim)
+    direction = (flat[jnp.minimum(start + off, n_pad - 1)]
+                 - flat[jnp.minimum(start + off2, n_pad - 1)])
 
     def power(_, v):
       p = project(v)
-      v = (jax.ops.segment_sum(xs * p[:, None], pos_seg, num_leaves,
-                               indices_are_sorted=True)
-           - mean * jax.ops.segment_sum(p, pos_seg, num_leaves,
-                                        indices_are_sorted=True)[:, None])
+      v = (seg_sum(jnp.einsum("ltd,lt->ld", xs, p))
+           - mean * seg_sum(p.sum(axis=1))[:, None])
       return v / jnp.maximum(jnp.linalg.norm(v, axis=1, keepdims=True), 1e-30)
 
     direction = lax.fori_loop(0, power_iters, power, direction)
-    proj = project(direction)
-    proj = jnp.where(valid[perm], proj, jnp.inf)   # padding sorts last
+    proj = jnp.where(w, project(direction), jnp.inf).reshape(n_pad)  # padding last
+    pos_seg = jnp.arange(n_pad) // seg_size
     _, _, perm = lax.sort((pos_seg, proj, perm), num_keys=2)
     return perm
 
