@@ -23,9 +23,11 @@ from sslx.config import load_config_file, parse_config_arg
 _FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_digits.py")
 
 
-def get_config(arg=None):
-  parse_config_arg(arg, ("labels_per_class", "smoke"), "co_training_digits.py")
-  c = load_config_file(_FIXMATCH, arg)
+def set_method(c, smoke: bool = False):
+  """Sets this method, its loss terms and options on a FixMatch-style config ``c``: the
+  digits recipe's here, ``experiments/notmnist.py``'s with ``method=co_training``. Values
+  derived from the batch, the steps or the model are computed from ``c``."""
+  del smoke  # same options at smoke size
   c.method = "co_training"
   c.loss.terms = {"co_training": 1.0}
   c.co_training.threshold = 0.95
@@ -34,3 +36,8 @@ def get_config(arg=None):
   c.co_training.warmup = 2 / 15
   c.co_training.model = json.dumps(c.model.to_dict())  # network 2: network 1's architecture
   return c
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "co_training_digits.py")
+  return set_method(load_config_file(_FIXMATCH, arg), smoke=bool(args.get("smoke")))

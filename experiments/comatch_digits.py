@@ -21,13 +21,19 @@ _FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_d
 _QUEUE_BATCH = 5  # steps of embeddings in the memory (USB queue_batch)
 
 
-def get_config(arg=None):
-  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "comatch_digits.py")
-  c = load_config_file(_FIXMATCH, arg)
+def set_method(c, smoke: bool = False):
+  """Sets this method, its loss terms and options on a FixMatch-style config ``c``: the
+  digits recipe's here, ``experiments/notmnist.py``'s with ``method=comatch``. Values
+  derived from the batch, the steps or the model are computed from ``c``."""
   c.method = "comatch"
   c.loss.terms = {"comatch": 1.0, "supervised": 1.0}
   c.comatch.queue_size = _QUEUE_BATCH * (c.unlabeled_ratio + 1) * c.batch_size
   c.comatch.warmup_steps = max(1, round(c.num_steps * 1024 / 1048576))
-  if args.get("smoke"):
+  if smoke:
     c.comatch.proj_size = 16
   return c
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "comatch_digits.py")
+  return set_method(load_config_file(_FIXMATCH, arg), smoke=bool(args.get("smoke")))

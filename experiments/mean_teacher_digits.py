@@ -22,11 +22,18 @@ from sslx.config import load_config_file, parse_config_arg
 _FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_digits.py")
 
 
-def get_config(arg=None):
-  parse_config_arg(arg, ("labels_per_class", "smoke"), "mean_teacher_digits.py")
-  c = load_config_file(_FIXMATCH, arg)
+def set_method(c, smoke: bool = False):
+  """Sets this method, its loss terms and options on a FixMatch-style config ``c``: the
+  digits recipe's here, ``experiments/notmnist.py``'s with ``method=mean_teacher``. Values
+  derived from the batch, the steps or the model are computed from ``c``."""
+  del smoke  # same options at smoke size
   c.method = "mean_teacher"
   c.loss.terms = {"supervised": 1.0, "mean_teacher": 50.0}
   c.mean_teacher.teacher_decay = 0.99
   c.mean_teacher.warmup = 0.4
   return c
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "mean_teacher_digits.py")
+  return set_method(load_config_file(_FIXMATCH, arg), smoke=bool(args.get("smoke")))

@@ -19,9 +19,11 @@ from sslx.config import load_config_file, parse_config_arg
 _FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_digits.py")
 
 
-def get_config(arg=None):
-  parse_config_arg(arg, ("labels_per_class", "smoke"), "mixmatch_digits.py")
-  c = load_config_file(_FIXMATCH, arg)
+def set_method(c, smoke: bool = False):
+  """Sets this method, its loss terms and options on a FixMatch-style config ``c``: the
+  digits recipe's here, ``experiments/notmnist.py``'s with ``method=mixmatch``. Values
+  derived from the batch, the steps or the model are computed from ``c``."""
+  del smoke  # same options at smoke size
   c.method = "mixmatch"
   c.loss.terms = {"mixmatch": 1.0}
   c.mixmatch.num_augmentations = 2
@@ -30,3 +32,8 @@ def get_config(arg=None):
   c.mixmatch.unsup_weight = 100.0
   c.mixmatch.warmup = 0.4
   return c
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "mixmatch_digits.py")
+  return set_method(load_config_file(_FIXMATCH, arg), smoke=bool(args.get("smoke")))

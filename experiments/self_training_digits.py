@@ -23,9 +23,10 @@ from sslx.config import load_config_file, parse_config_arg
 _FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_digits.py")
 
 
-def get_config(arg=None):
-  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "self_training_digits.py")
-  c = load_config_file(_FIXMATCH, arg)
+def set_method(c, smoke: bool = False):
+  """Sets this method, its loss terms and options on a FixMatch-style config ``c``: the
+  digits recipe's here, ``experiments/notmnist.py``'s with ``method=self_training``. Values
+  derived from the batch, the steps or the model are computed from ``c``."""
   c.method = "self_training"
   c.loss.terms = {"supervised": 1.0, "self_training": 1.0}
   c.self_training.num_rounds = 4
@@ -34,9 +35,14 @@ def get_config(arg=None):
   c.self_training.threshold = 0.0
   c.self_training.unsup_weight = 1.0
   c.self_training.teacher_view = "none"  # the teacher labels clean images
-  if not args.get("smoke"):
+  if not smoke:
     c.eval_every = c.num_steps // c.self_training.num_rounds  # one evaluation per round
     c.checkpoint_every = c.eval_every
   else:
     c.self_training.num_rounds = 3  # 6 steps: rounds of 2, the teacher swapped twice
   return c
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "self_training_digits.py")
+  return set_method(load_config_file(_FIXMATCH, arg), smoke=bool(args.get("smoke")))

@@ -19,12 +19,18 @@ from sslx.config import load_config_file, parse_config_arg
 _FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_digits.py")
 
 
-def get_config(arg=None):
-  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "simmatch_digits.py")
-  c = load_config_file(_FIXMATCH, arg)
+def set_method(c, smoke: bool = False):
+  """Sets this method, its loss terms and options on a FixMatch-style config ``c``: the
+  digits recipe's here, ``experiments/notmnist.py``'s with ``method=simmatch``. Values
+  derived from the batch, the steps or the model are computed from ``c``."""
   c.method = "simmatch"
   c.loss.terms = {"simmatch": 1.0, "supervised": 1.0}
   c.simmatch.warmup_steps = max(1, round(c.num_steps * 1024 / 1048576))
-  if args.get("smoke"):
+  if smoke:
     c.simmatch.proj_size = 16
   return c
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "simmatch_digits.py")
+  return set_method(load_config_file(_FIXMATCH, arg), smoke=bool(args.get("smoke")))

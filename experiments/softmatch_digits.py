@@ -17,9 +17,16 @@ from sslx.config import load_config_file, parse_config_arg
 _FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_digits.py")
 
 
-def get_config(arg=None):
-  parse_config_arg(arg, ("labels_per_class", "smoke"), "softmatch_digits.py")
-  c = load_config_file(_FIXMATCH, arg)
+def set_method(c, smoke: bool = False):
+  """Sets this method, its loss terms and options on a FixMatch-style config ``c``: the
+  digits recipe's here, ``experiments/notmnist.py``'s with ``method=softmatch``. Values
+  derived from the batch, the steps or the model are computed from ``c``."""
+  del smoke  # same options at smoke size
   c.method = "softmatch"
   c.loss.terms = {"softmatch": 1.0, "supervised": 1.0}
   return c
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "softmatch_digits.py")
+  return set_method(load_config_file(_FIXMATCH, arg), smoke=bool(args.get("smoke")))

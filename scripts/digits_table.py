@@ -7,6 +7,13 @@ re-run resumes or just re-reads finished runs), with ``seed`` and ``data.split_s
 set to the seed, so each seed is a different labeled subset *and* initialisation.
 Writes ``<out>.json`` (every number) and ``<out>.md`` (the table) and prints the table.
 ``--rows`` picks rows by name; ``--smoke`` runs every row at smoke size (for tests).
+
+``--dataset=notmnist`` runs the rows that exist on the notMNIST recipe instead
+(``experiments/notmnist.py``: the 28x28 network, views and schedule; each method row is
+``notmnist.py:method=NAME``, the default job's row is the recipe itself), 10 labels per
+class by default, into ``results/notmnist_table``:
+
+  python scripts/digits_table.py --dataset=notmnist --rows=flexmatch --seeds=0,1,2
 """
 
 from __future__ import annotations
@@ -151,13 +158,41 @@ ROWS = {
 }
 
 
+def _notmnist_rows():
+  """The rows that run on notMNIST: the supervised bounds, plain FixMatch, the default
+  job's recipe and every method of ``notmnist.METHODS``."""
+  from sslx.config import load_config_module
+  methods = load_config_module(os.path.join(REPO, "experiments", "notmnist.py")).METHODS
+  metric = "test_accuracy_ema"
+  rows = {
+      "supervised_labeled": (ROWS["supervised_labeled"][0],
+                             trainer_row("notmnist", metric, args="supervised")),
+      "supervised_all": ("Supervised, all 8,000 labels (upper bound)",
+                         trainer_row("notmnist", metric, all_labels=True,
+                                     args="supervised,labels_per_class=all")),
+      "fixmatch": (ROWS["fixmatch"][0], trainer_row("notmnist", metric, args="method=fixmatch")),
+      "fixmatch_da_graph": (ROWS["fixmatch_da_graph"][0], trainer_row("notmnist", metric)),
+  }
+  rows.update({m: (ROWS[m][0], trainer_row("notmnist", metric, args=f"method={m}"))
+               for m in methods})
+  return rows
+
+
+_DEFAULTS = {"digits": ("2,5", "runs/digits_table", "results/digits_table_v2"),
+             "notmnist": ("10", "runs/notmnist_table", "results/notmnist_table")}
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names")
-  parser.add_argument("--labels_per_class", default="2,5")
+  parser.add_argument("--dataset", default="digits", choices=sorted(_DEFAULTS))
+  parser.add_argument("--rows", default=None,
+                      help="comma-separated row names (default: every row of --dataset)")
+  parser.add_argument("--labels_per_class", default=None, help="default: 2,5 (notmnist: 10)")
   parser.add_argument("--seeds", default="0,1,2")
-  parser.add_argument("--workroot", default="runs/digits_table")
-  parser.add_argument("--out", default="results/digits_table_v2")
+  parser.add_argument("--workroot", default=None,
+                      help="default: runs/digits_table (notmnist: runs/notmnist_table)")
+  parser.add_argument("--out", default=None,
+                      help="default: results/digits_table_v2 (notmnist: results/notmnist_table)")
   parser.add_argument("--jax_cache", default=None,
                       help="persistent XLA compilation cache shared by the runs (default "
                            "<workroot>/jax_cache; '' turns it off): each row's seeds and "
@@ -167,10 +202,16 @@ def main(argv=None):
   parser.add_argument("--report_only", action="store_true",
                       help="print the table of what <out>.json holds; train nothing")
   args = parser.parse_args(argv)
-  rows = [r for r in args.rows.split(",") if r]
-  unknown = [r for r in rows if r not in ROWS]
+  table_rows = ROWS if args.dataset == "digits" else _notmnist_rows()
+  default_lpc, default_workroot, default_out = _DEFAULTS[args.dataset]
+  args.labels_per_class = args.labels_per_class or default_lpc
+  args.workroot = args.workroot or default_workroot
+  args.out = args.out or default_out
+  rows = [r for r in (args.rows or ",".join(table_rows)).split(",") if r]
+  unknown = [r for r in rows if r not in table_rows]
   if unknown:
-    parser.error(f"unknown rows {unknown}; known: {list(ROWS)}")
+    parser.error(f"unknown rows {unknown} for --dataset={args.dataset}; known: "
+                 f"{list(table_rows)}")
   lpcs = [int(x) for x in args.labels_per_class.split(",")]
   seeds = [int(x) for x in args.seeds.split(",")]
 
@@ -190,7 +231,7 @@ def main(argv=None):
           continue
         t0 = time.time()
         workdir = os.path.join(args.workroot, row, f"lpc{lpc}", f"seed{seed}")
-        results[key] = ROWS[row][1](seed, lpc, workdir, args.smoke)
+        results[key] = table_rows[row][1](seed, lpc, workdir, args.smoke)
         print(f"{key}: {results[key]:.4f} ({time.time() - t0:.0f} s)", flush=True)
         tmp = path_json + ".tmp"
         with open(tmp, "w") as f:
@@ -204,7 +245,7 @@ def main(argv=None):
     for lpc in lpcs:
       vals = [100 * results[f"{row}/{lpc}/{s}"] for s in seeds if f"{row}/{lpc}/{s}" in results]
       cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f} (n={len(vals)})" if vals else "—")
-    lines.append(f"| {ROWS[row][0]} | " + " | ".join(cells) + " |")
+    lines.append(f"| {table_rows[row][0]} | " + " | ".join(cells) + " |")
   table = "\n".join(lines)
   with open(args.out + ".md", "w") as f:
     f.write(table + "\n")

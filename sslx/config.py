@@ -76,16 +76,12 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
-  """``get_config(arg)`` of a config file, e.g. ``experiments/fixmatch_digits.py``.
-
-  Lets one experiment build on another (``fixmatch_graph_digits.py`` starts from
-  ``fixmatch_digits.py``) and scripts/tests load configs by path.
+def load_config_module(path: str):
+  """The Python module of a config file (to reach helpers it defines besides
+  ``get_config``, e.g. each semi-supervised ``*_digits.py``'s ``set_method``).
 
   Raises:
-    ValueError: naming the file: it does not exist, cannot be imported, has no
-      ``get_config``, or ``get_config`` raised a ValueError or returned something other
-      than a ``ConfigDict``.
+    ValueError: naming the file: it does not exist or cannot be imported.
   """
   import importlib.util
   import os
@@ -102,6 +98,21 @@ def load_config_file(path: str, arg: str | None = None) -> ml_collections.Config
     spec.loader.exec_module(module)
   except SyntaxError as e:
     raise ValueError(f"config file {path!r} line {e.lineno}: {e.msg}") from e
+  return module
+
+
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """``get_config(arg)`` of a config file, e.g. ``experiments/fixmatch_digits.py``.
+
+  Lets one experiment build on another (``fixmatch_graph_digits.py`` starts from
+  ``fixmatch_digits.py``) and scripts/tests load configs by path.
+
+  Raises:
+    ValueError: naming the file: it does not exist, cannot be imported, has no
+      ``get_config``, or ``get_config`` raised a ValueError or returned something other
+      than a ``ConfigDict``.
+  """
+  module = load_config_module(path)
   get_config = getattr(module, "get_config", None)
   if not callable(get_config):
     raise ValueError(f"config file {path!r} has no get_config(arg) function")

@@ -72,11 +72,58 @@ def test_notmnist_smoke_on_the_real_file(tmp_path):
   assert 0.0 <= results["test_accuracy_ema"] <= 1.0
 
 
+def _notmnist_methods():
+  from sslx.config import load_config_module
+  return load_config_module(os.path.join(os.path.dirname(__file__), "..", "experiments",
+                                         "notmnist.py")).METHODS
+
+
+@pytest.mark.parametrize("method", _notmnist_methods())
+def test_notmnist_method_swaps_the_loss_and_keeps_the_recipe(method):
+  """``notmnist.py:method=NAME`` is the digits file's method (name, loss terms, options block)
+  on the notMNIST recipe: same data, network, views, batch, steps and EMA as the default."""
+  from sslx.config import config_errors, differing_fields
+  base = load_experiment("notmnist", "")
+  swapped = load_experiment("notmnist", f"method={method}")
+  digits = load_experiment(f"{method}_digits", "")
+  assert config_errors(swapped) == []
+  assert swapped.method == digits.method
+  assert dict(swapped.loss.terms) == dict(digits.loss.terms)
+  for key in ("data", "model", "augment", "optimizer", "batch_size", "unlabeled_ratio",
+              "num_steps", "ema_decay"):
+    assert differing_fields({key: base.to_dict()[key]}, {key: swapped.to_dict()[key]}) == [], key
+  derived = {"comatch": ("queue_size", "warmup_steps"), "simmatch": ("warmup_steps",),
+             "dash": ("update_every", "warmup_steps"), "co_training": ("model",)}
+  for key, value in digits[method].items():   # the options block, except derived values
+    if key not in derived.get(method, ()):
+      assert swapped[method][key] == value, (method, key)
+
+
+def test_notmnist_method_values_derived_from_the_recipe():
+  """Options the digits files compute from the batch, steps or model follow notMNIST's
+  (batch 32 + 3 x 32, 1,500 steps, convnet), and the digits configs keep their own."""
+  import json as json_
+  comatch = load_experiment("notmnist", "method=comatch")
+  assert comatch.comatch.queue_size == 5 * (3 + 1) * 32      # digits: 5 x (7 + 1) x 32
+  assert load_experiment("comatch_digits", "").comatch.queue_size == 1280
+  assert load_experiment("notmnist", "method=dash").dash.update_every == 128
+  assert load_experiment("dash_digits", "").dash.update_every == 256
+  assert json_.loads(load_experiment("notmnist", "method=co_training").co_training.model) == {
+      "name": "convnet", "widths": [32, 64, 128]}
+  plain = load_experiment("notmnist", "method=fixmatch")
+  assert dict(plain.loss.terms) == {"supervised": 1.0, "fixmatch": 1.0}
+  assert (plain.fixmatch.threshold, plain.fixmatch.distribution_alignment) == (0.95, False)
+  rounds = load_experiment("notmnist", "method=self_training")
+  assert rounds.eval_every == 1500 // 4
+
+
 @pytest.mark.parametrize("name, arg, message", [
     ("notmnist", "lables=10", "notmnist.py: unknown arg(s) ['lables']"),
     ("notmnist", "labels_per_class=0", "notmnist.py: labels_per_class must be a positive int or 'all'"),
     ("notmnist", "mu=0", "notmnist.py: mu must be a positive int, got 0"),
     ("notmnist", "model=vit", "notmnist.py: model must be one of ['cnn', 'convnet']"),
+    ("notmnist", "method=fixmatch_graph", "notmnist.py: method must be one of ['fixmatch', "),
+    ("notmnist", "method=uda,supervised", "notmnist.py: method=uda and supervised are exclusive"),
     ("fixmatch_cifar100", "labels=0", "fixmatch_cifar100.py: labels must be a positive int"),
     ("fixmatch_svhn", "lables=40", "fixmatch_svhn.py: unknown arg(s) ['lables']"),
     ("fixmatch_stl10", "labels=1.5", "fixmatch_stl10.py: labels must be a positive int"),

@@ -26,3 +26,23 @@ def test_table_from_smoke_runs(tmp_path):
   splits = [json.load(open(tmp_path / "runs" / "supervised_labeled" / "lpc2" / f"seed{s}" /
                            "labeled_indices.json"))["labeled_indices"] for s in (0, 1)]
   assert splits[0] != splits[1]
+
+
+def test_notmnist_rows_run_the_28x28_recipe(tmp_path):
+  """``--dataset=notmnist``: a method row is ``notmnist.py:method=NAME`` (10 labels per class
+  by default, the vendored 28x28 file), and rows with no notMNIST form are refused."""
+  import pytest
+  table = load_script("digits_table")
+  out = str(tmp_path / "n")
+  results = table.main(["--dataset=notmnist", "--smoke", "--rows=flexmatch", "--seeds=0",
+                        f"--workroot={tmp_path / 'runs'}", f"--out={out}"])
+  assert set(results) == {"flexmatch/10/0"}
+  assert 0.0 <= results["flexmatch/10/0"] <= 1.0
+  config = json.load(open(tmp_path / "runs" / "flexmatch" / "lpc10" / "seed0" / "config.json"))
+  assert config["method"] == "flexmatch"
+  assert config["data"]["name"].endswith("notmnist10k.npz")
+  assert config["data"]["num_labels"] == 100 and config["model"]["name"] == "convnet"
+  assert "FlexMatch" in open(out + ".md").read()
+  with pytest.raises(SystemExit):
+    table.main(["--dataset=notmnist", "--rows=sklearn_label_spreading", "--report_only",
+                f"--out={out}"])
