@@ -252,7 +252,14 @@ def test_projection_used_by_default_only_for_wide_data(wide, monkeypatch, points
   real = graph._projected_knn
   monkeypatch.setattr(graph, "_projected_knn",
                       lambda x, **kw: calls.append(kw["dim"]) or real(x, **kw))
-  graph.knn_graph(np.tile(wide, (1, 2)), k=5, method="approx")   # 320-d: projected
+  # 700 x 320 is far below the exact search's break-even: exact neighbours, recall 1.
+  x = np.tile(wide, (1, 2))
+  idx, _, est = graph.knn_graph(x, k=5, method="approx", metric="euclidean",
+                                return_recall=True)
+  assert calls == [] and est == 1.0
+  np.testing.assert_array_equal(np.asarray(idx), _brute_force(x, x, 5, "euclidean", True)[0])
+  monkeypatch.setattr(graph, "_PROJECT_ABOVE_FLOPS", 0.0)
+  graph.knn_graph(x, k=5, method="approx")   # 320-d, above the break-even: projected
   assert calls == [graph._PROJECT_DIM]
   graph.knn_graph(wide[:, :128], k=5, method="approx")            # <= 2 x 64: tree
   graph.knn_graph(np.tile(wide, (1, 2)), k=5, method="approx", project_dim=0)
