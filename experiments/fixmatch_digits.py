@@ -17,19 +17,29 @@ _SOURCE = "fixmatch_digits.py"
 _ARGS = ("labels_per_class", "smoke", "threshold", "da", "graph")
 
 
+def set_method(c, smoke: bool = False):
+  """Sets plain FixMatch (threshold 0.95, no distribution alignment, no graph term) on a
+  FixMatch-style config ``c``: the digits recipe's here, ``experiments/notmnist.py``'s with
+  ``method=fixmatch``."""
+  del smoke  # same options at smoke size
+  c.method = "fixmatch"
+  c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0}
+  c.fixmatch.threshold = 0.95
+  c.fixmatch.distribution_alignment = False
+  return c
+
+
 def get_config(arg=None):
   args = parse_config_arg(arg, _ARGS, _SOURCE)
   labels_per_class = positive_int_arg(args, "labels_per_class", 2, source=_SOURCE)
   threshold = number_arg(args, "threshold", 0.95, source=_SOURCE, low=0, high=1)
   da = number_arg(args, "da", 0, source=_SOURCE, low=0, high=1, integer=True)
   graph = number_arg(args, "graph", 0, source=_SOURCE, low=0)
-  c = base_config()
-  c.method = "fixmatch"
+  c = set_method(base_config())
   c.data.name = "digits"
   c.data.num_labels = 10 * labels_per_class
   c.data.unlabeled_pool = "all"
   c.model = dict(name="cnn")
-  c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0}
   if graph:
     c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0, "graph": float(graph)}
   c.fixmatch.threshold = float(threshold)

@@ -27,10 +27,10 @@ rows switch ``model=cnn|convnet``, ``mu=M`` (unlabeled batch = M x labeled batch
 ``steps=S``, ``supervised`` (the same network on its labeled subset only; with
 ``labels_per_class=all``, the upper bound on every label). ``method=NAME`` swaps the
 loss for another semi-supervised method on this same recipe (network, views, batch,
-schedule, EMA), as the digits table's rows swap it on the digits recipe: ``fixmatch``
-(plain: threshold 0.95, no distribution alignment, no graph term) or any
+schedule, EMA), as the digits table's rows swap it on the digits recipe: any
 ``experiments/NAME_digits.py`` that defines ``set_method`` (its method, loss terms and
-options, with values derived from the batch or steps recomputed for this recipe):
+options, with values derived from the batch or steps recomputed for this recipe;
+``fixmatch`` is plain FixMatch: threshold 0.95, no distribution alignment, no graph term):
 ``python -m sslx.main --config=experiments/notmnist.py:method=flexmatch``.
 
 Why a FixMatch+graph step cost ~12x a supervised step here: ``python
@@ -63,7 +63,7 @@ DATA_PATH = os.path.normpath(os.path.join(_HERE, "..", "data", "notmnist10k.npz"
 _SOURCE = "experiments/notmnist.py"
 _ARGS = ("labels_per_class", "smoke", "model", "mu", "steps", "supervised", "method")
 # Methods with a ``set_method`` in ``experiments/<name>_digits.py``.
-METHODS = ("pseudo_label", "pi_model", "mean_teacher", "uda", "vat", "mixmatch",
+METHODS = ("fixmatch", "pseudo_label", "pi_model", "mean_teacher", "uda", "vat", "mixmatch",
            "remixmatch", "flexmatch", "freematch", "softmatch", "dash", "adamatch",
            "simmatch", "comatch", "co_training", "self_training")
 _MODELS = {
@@ -111,9 +111,8 @@ def get_config(arg=None):
     c.optimizer.learning_rate = 0.05
     c.optimizer.warmup_steps = 50
   method = args.get("method")
-  if method is not None and method not in ("fixmatch",) + METHODS:
-    raise ValueError(f"{_SOURCE}: method must be one of {['fixmatch', *METHODS]}, got "
-                     f"{method!r}")
+  if method is not None and method not in METHODS:
+    raise ValueError(f"{_SOURCE}: method must be one of {list(METHODS)}, got {method!r}")
   if method is not None and args.get("supervised"):
     raise ValueError(f"{_SOURCE}: method={method} and supervised are exclusive (supervised "
                      "trains on the labels alone)")
@@ -124,12 +123,7 @@ def get_config(arg=None):
     c.log_every = c.eval_every = c.checkpoint_every = 3
     c.eval_batch_size = 400
     c.model = dict(name="convnet", widths=(8, 16)) if model == "convnet" else dict(name="cnn", width=8)
-  if method == "fixmatch":   # fixmatch_digits.py's FixMatch: no DA, no graph, threshold 0.95
-    c.method = "fixmatch"
-    c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0}
-    c.fixmatch.threshold = 0.95
-    c.fixmatch.distribution_alignment = False
-  elif method is not None:   # last: its derived values see this recipe's batch and steps
+  if method is not None:   # last: its derived values see this recipe's batch and steps
     module = load_config_module(os.path.join(_HERE, f"{method}_digits.py"))
     module.set_method(c, smoke=smoke)
   return c

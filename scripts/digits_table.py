@@ -159,8 +159,8 @@ ROWS = {
 
 
 def _notmnist_rows():
-  """The rows that run on notMNIST: the supervised bounds, plain FixMatch, the default
-  job's recipe and every method of ``notmnist.METHODS``."""
+  """The rows that run on notMNIST: the supervised bounds, the default job's recipe and
+  every method of ``notmnist.METHODS`` (plain FixMatch included)."""
   from sslx.config import load_config_module
   methods = load_config_module(os.path.join(REPO, "experiments", "notmnist.py")).METHODS
   metric = "test_accuracy_ema"
@@ -170,7 +170,6 @@ def _notmnist_rows():
       "supervised_all": ("Supervised, all 8,000 labels (upper bound)",
                          trainer_row("notmnist", metric, all_labels=True,
                                      args="supervised,labels_per_class=all")),
-      "fixmatch": (ROWS["fixmatch"][0], trainer_row("notmnist", metric, args="method=fixmatch")),
       "fixmatch_da_graph": (ROWS["fixmatch_da_graph"][0], trainer_row("notmnist", metric)),
   }
   rows.update({m: (ROWS[m][0], trainer_row("notmnist", metric, args=f"method={m}"))
