@@ -65,9 +65,12 @@ def trainer_row(experiment: str, metric: str, overrides=None, all_labels: bool =
   return run
 
 
-def _digits_pixels(seed: int, labels_per_class: int):
+def _pixels(seed: int, labels_per_class: int, data_name: str):
+  """Flattened [0, 1] pixels of the labeled subset (the trainer rows' split for `seed`),
+  the rest of the training set (labels -1) and the test set."""
   from sslx import data
   cfg = data.default_data_config()
+  cfg.name = data_name
   cfg.num_labels = 10 * labels_per_class
   cfg.split_seed = seed
   cfg.unlabeled_pool = "rest"
@@ -78,12 +81,12 @@ def _digits_pixels(seed: int, labels_per_class: int):
   return x, y, flat(ds.test_images), ds.test_labels
 
 
-def label_spreading_row(which: str):
+def label_spreading_row(which: str, data_name: str = "digits"):
   """scikit-learn's or sslx's LabelSpreading(kernel='knn') on raw pixels, test accuracy."""
 
   def run(seed: int, labels_per_class: int, workdir: str, smoke: bool) -> float:
     del workdir, smoke
-    x, y, x_test, y_test = _digits_pixels(seed, labels_per_class)
+    x, y, x_test, y_test = _pixels(seed, labels_per_class, data_name)
     if which == "sklearn":
       from sklearn.semi_supervised import LabelSpreading
     else:
@@ -158,11 +161,17 @@ ROWS = {
 }
 
 
-def _notmnist_rows():
-  """The rows that run on notMNIST: the supervised bounds, the default job's recipe and
-  every method of ``notmnist.METHODS`` (plain FixMatch included)."""
+def _notmnist_module():
   from sslx.config import load_config_module
-  methods = load_config_module(os.path.join(REPO, "experiments", "notmnist.py")).METHODS
+  return load_config_module(os.path.join(REPO, "experiments", "notmnist.py"))
+
+
+def _notmnist_rows():
+  """The rows that run on notMNIST: the supervised bounds, the default job's recipe, every
+  method of ``notmnist.METHODS`` (plain FixMatch included) and label spreading on the
+  file's raw pixels."""
+  notmnist = _notmnist_module()
+  methods = notmnist.METHODS
   metric = "test_accuracy_ema"
   rows = {
       "supervised_labeled": (ROWS["supervised_labeled"][0],
@@ -171,6 +180,9 @@ def _notmnist_rows():
                          trainer_row("notmnist", metric, all_labels=True,
                                      args="supervised,labels_per_class=all")),
       "fixmatch_da_graph": (ROWS["fixmatch_da_graph"][0], trainer_row("notmnist", metric)),
+      **{f"{which}_label_spreading": (
+          ROWS[f"{which}_label_spreading"][0],
+          label_spreading_row(which, "npz:" + notmnist.DATA_PATH)) for which in ("sklearn", "sslx")},
   }
   rows.update({m: (ROWS[m][0], trainer_row("notmnist", metric, args=f"method={m}"))
                for m in methods})
