@@ -186,6 +186,20 @@ def _notmnist_rows():
   }
   rows.update({m: (ROWS[m][0], trainer_row("notmnist", metric, args=f"method={m}"))
                for m in methods})
+  # Self-supervised rows: notmnist_ssl.py:method=NAME, the probes' metric of the digits row
+  # of the same name (a kNN row reads its probe row's runs).
+  from sslx.config import load_config_module
+  ssl = load_config_module(os.path.join(REPO, "experiments", "notmnist_ssl.py")).METHODS
+  for m in ssl:
+    for probe, m_metric in (("linear_probe", "linear_probe_accuracy"), ("knn", "knn_accuracy")):
+      row = f"{m}_{probe}"
+      if row in ROWS:
+        rows[row] = (ROWS[row][0], trainer_row(
+            "notmnist_ssl", m_metric, args=f"method={m}",
+            shares_runs_of=None if probe == "linear_probe" else f"{m}_linear_probe"))
+  rows["pixels_linear_probe"] = (ROWS["pixels_linear_probe"][0], trainer_row(
+      "notmnist_ssl", "pixel_linear_probe_accuracy", args="method=simclr",
+      shares_runs_of="simclr_linear_probe"))
   return rows
 
 

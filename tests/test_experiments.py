@@ -117,6 +117,55 @@ def test_notmnist_method_values_derived_from_the_recipe():
   assert rounds.eval_every == 1500 // 4
 
 
+def _notmnist_ssl_methods():
+  from sslx.config import load_config_module
+  return load_config_module(os.path.join(os.path.dirname(__file__), "..", "experiments",
+                                         "notmnist_ssl.py")).METHODS
+
+
+@pytest.mark.parametrize("method", _notmnist_ssl_methods())
+def test_notmnist_ssl_is_the_digits_recipe_at_28x28(method):
+  """``notmnist_ssl.py:method=NAME`` differs from ``NAME_digits.py`` only in the data, the
+  probes' label count, the eval batch, the encoder (the 28x28 convnet, or MAE's ViT with 7x7
+  patches: 16 an image as on digits) and multi-crop sizes scaled by 28 / 8."""
+  from sslx.config import config_errors, differing_fields
+  for arg in ("", "smoke"):
+    digits = load_experiment(f"{method}_digits", arg)
+    nm = load_experiment("notmnist_ssl", f"method={method},{arg}".rstrip(","))
+    assert config_errors(nm) == []
+    paths = [f.split(":")[0] for f in differing_fields(digits.to_dict(), nm.to_dict())]
+    changed = {p if p.startswith("augment.") else p.split(".")[0] for p in paths}
+    allowed = {"data", "eval_batch_size", "model", "mae", "augment.multicrop_global_size",
+               "augment.multicrop_local_size"}
+    assert changed <= allowed, changed - allowed
+    assert nm.data.name.endswith("notmnist10k.npz") and nm.data.num_labels == 100
+    digits_model, model = digits.model.to_dict(), nm.model.to_dict()
+    if digits_model["name"] == "vit":
+      assert model["patch_size"] == nm.mae.patch_size == 7
+      assert (28 // model["patch_size"]) ** 2 == (8 // digits_model["patch_size"]) ** 2
+      assert differing_fields(digits.mae.to_dict(), nm.mae.to_dict()) == ["patch_size: 2 -> 7"]
+    else:
+      assert model["name"] == "convnet" and "width" not in model
+      assert model["widths"] == ((8, 16) if arg else (32, 64, 128))
+      for key, value in digits_model.items():   # the heads are the digits recipe's
+        if key not in ("name", "width"):
+          assert model[key] == value, key
+    for kind, side in (("global", 28), ("local", 14)):
+      expected = side if digits.augment[f"multicrop_{kind}_size"] else 0
+      assert nm.augment[f"multicrop_{kind}_size"] == expected
+
+
+@pytest.mark.parametrize("method", ["dino", "mae"])
+def test_notmnist_ssl_smoke_multicrop_and_vit(method, tmp_path):
+  """DINO's 28x28 + 14x14 crops and MAE's 7x7-patch ViT run on the real file (simclr runs in
+  test_smoke_run) and are probed on the 100 labels."""
+  config = load_experiment("notmnist_ssl", f"method={method},smoke")
+  results = train.train_and_evaluate(config, str(tmp_path / "w"))
+  assert results["steps"] == config.num_steps and results["num_labels"] == 100
+  assert 0.0 <= results["linear_probe_accuracy"] <= 1.0
+  assert 0.0 <= results["knn_accuracy"] <= 1.0
+
+
 @pytest.mark.parametrize("name, arg, message", [
     ("notmnist", "lables=10", "notmnist.py: unknown arg(s) ['lables']"),
     ("notmnist", "labels_per_class=0", "notmnist.py: labels_per_class must be a positive int or 'all'"),
@@ -124,6 +173,9 @@ def test_notmnist_method_values_derived_from_the_recipe():
     ("notmnist", "model=vit", "notmnist.py: model must be one of ['cnn', 'convnet']"),
     ("notmnist", "method=fixmatch_graph", "notmnist.py: method must be one of ['fixmatch', "),
     ("notmnist", "method=uda,supervised", "notmnist.py: method=uda and supervised are exclusive"),
+    ("notmnist_ssl", "method=fixmatch", "notmnist_ssl.py: method must be one of ['simclr', "),
+    ("notmnist_ssl", "labels_per_class=all", "notmnist_ssl.py: labels_per_class must be a positive int"),
+    ("notmnist_ssl", "mu=3", "notmnist_ssl.py: unknown arg(s) ['mu']"),
     ("fixmatch_cifar100", "labels=0", "fixmatch_cifar100.py: labels must be a positive int"),
     ("fixmatch_svhn", "lables=40", "fixmatch_svhn.py: unknown arg(s) ['lables']"),
     ("fixmatch_stl10", "labels=1.5", "fixmatch_stl10.py: labels must be a positive int"),
