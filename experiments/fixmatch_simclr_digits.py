@@ -19,17 +19,24 @@ Args: ``labels_per_class=N`` (default 2), ``smoke``.
 
 import os
 
-from sslx.config import load_config_file, parse_config_arg
+from sslx.config import load_config_file, load_config_module, parse_config_arg
 
 _FIXMATCH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixmatch_digits.py")
 
 
-def get_config(arg=None):
-  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "fixmatch_simclr_digits.py")
-  c = load_config_file(_FIXMATCH, arg)
+def set_method(c, smoke: bool = False):
+  """Sets plain FixMatch + NT-Xent (a projection head on ``c``'s network) on a FixMatch-style
+  config ``c``: the digits recipe's here, ``experiments/notmnist.py``'s with
+  ``method=fixmatch_simclr``."""
+  load_config_module(_FIXMATCH).set_method(c, smoke=smoke)
   c.method = "fixmatch+nt_xent"
-  c.model = dict(c.model.to_dict(), projection_dim=64 if not args.get("smoke") else 16)
+  c.model = dict(c.model.to_dict(), projection_dim=16 if smoke else 64)
   c.loss.terms = {"supervised": 1.0, "fixmatch": 1.0, "nt_xent": 0.1}
   c.nt_xent.views = "weak_strong"
   c.nt_xent.temperature = 0.5
   return c
+
+
+def get_config(arg=None):
+  args = parse_config_arg(arg, ("labels_per_class", "smoke"), "fixmatch_simclr_digits.py")
+  return set_method(load_config_file(_FIXMATCH, arg), smoke=bool(args.get("smoke")))

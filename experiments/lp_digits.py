@@ -15,18 +15,25 @@ Args: ``labels_per_class=N`` (default 2), ``smoke``.
 from sslx.config import base_config, parse_config_arg, positive_int_arg
 
 
+def set_method(c, smoke: bool = False):
+  """Sets deep label propagation, its loss terms and options on a config ``c``: the digits
+  recipe's here, ``experiments/notmnist.py``'s with ``method=lp`` (its network, views,
+  batch and schedule; the refresh every 200 steps embeds the whole training set)."""
+  c.method = "deep_lp"
+  c.loss.terms = {"supervised": 1.0, "deep_lp": 1.0}
+  c.deep_lp.k = 5 if smoke else 50
+  c.deep_lp.refresh_every = 3 if smoke else 200
+  c.deep_lp.start_step = 3 if smoke else 200
+  return c
+
+
 def get_config(arg=None):
   args = parse_config_arg(arg, ("labels_per_class", "smoke"), "lp_digits.py")
   labels_per_class = positive_int_arg(args, "labels_per_class", 2, source="lp_digits.py")
-  c = base_config()
-  c.method = "deep_lp"
+  c = set_method(base_config(), smoke=bool(args.get("smoke")))
   c.data.name = "digits"
   c.data.num_labels = 10 * labels_per_class
   c.model = dict(name="cnn")
-  c.loss.terms = {"supervised": 1.0, "deep_lp": 1.0}
-  c.deep_lp.k = 50
-  c.deep_lp.refresh_every = 200
-  c.deep_lp.start_step = 200
   c.augment.flip = False
   c.batch_size = 32
   c.unlabeled_ratio = 4
@@ -44,9 +51,6 @@ def get_config(arg=None):
     c.num_steps = 6
     c.batch_size = 8
     c.unlabeled_ratio = 2
-    c.deep_lp.k = 5
-    c.deep_lp.refresh_every = 3
-    c.deep_lp.start_step = 3
     c.log_every = c.eval_every = c.checkpoint_every = 3
     c.eval_batch_size = 128
     c.model = dict(name="cnn", width=8)

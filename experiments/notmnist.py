@@ -15,7 +15,7 @@ weak view = reflect-padded shift of up to 0.125 of the side (3-4 px) and no flip
 (glyphs are not mirror-symmetric); strong view = RandAugment + cutout; the ``convnet``
 encoder (a VGG-style BatchNorm CNN with a stride-2 stem, ``sslx/models/small.py``).
 
-Measured (shared 2-core CPU, load 7-15; every run in results/notmnist.json): 90.3 +- 0.5
+Measured (shared 2-core CPU, load 7-15; every run in results/notmnist.json): 90.3 +- 0.4
 EMA test accuracy with 100 labels (seeds 0, 1, 2: 90.6, 89.7, 90.7; 26-30 min each there,
 about 3.3 min on an idle machine: 300 steps took 51.8 s), vs 93.9
 for the same network supervised on all 8,000 labels (``:supervised,labels_per_class=all``)
@@ -25,12 +25,15 @@ unchanged.
 Args: ``labels_per_class=N`` (default 10, i.e. 100 labels), ``smoke``; the ablation
 rows switch ``model=cnn|convnet``, ``mu=M`` (unlabeled batch = M x labeled batch),
 ``steps=S``, ``supervised`` (the same network on its labeled subset only; with
-``labels_per_class=all``, the upper bound on every label). ``method=NAME`` swaps the
+``labels_per_class=all``, the upper bound on every label), ``nt_xent=W`` (also NT-Xent
+with weight W between each unlabeled image's weak and strong projections, as
+``fixmatch_graph_digits.py:nt_xent=W``: all three families in one step). ``method=NAME`` swaps the
 loss for another semi-supervised method on this same recipe (network, views, batch,
 schedule, EMA), as the digits table's rows swap it on the digits recipe: any
 ``experiments/NAME_digits.py`` that defines ``set_method`` (its method, loss terms and
 options, with values derived from the batch or steps recomputed for this recipe;
-``fixmatch`` is plain FixMatch: threshold 0.95, no distribution alignment, no graph term):
+``fixmatch`` is plain FixMatch: threshold 0.95, no distribution alignment, no graph term;
+``lp`` is deep label propagation, ``fixmatch_simclr`` FixMatch + NT-Xent):
 ``python -m sslx.main --config=experiments/notmnist.py:method=flexmatch``.
 
 Why a FixMatch+graph step cost ~12x a supervised step here: ``python
@@ -54,18 +57,18 @@ recipe's 6456, at far higher accuracy (results/notmnist.json).
 
 import os
 
-from sslx.config import (load_config_file, load_config_module, parse_config_arg,
+from sslx.config import (load_config_file, load_config_module, number_arg, parse_config_arg,
                          positive_int_arg)
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _GRAPH = os.path.join(_HERE, "fixmatch_graph_digits.py")
 DATA_PATH = os.path.normpath(os.path.join(_HERE, "..", "data", "notmnist10k.npz"))
 _SOURCE = "experiments/notmnist.py"
-_ARGS = ("labels_per_class", "smoke", "model", "mu", "steps", "supervised", "method")
+_ARGS = ("labels_per_class", "smoke", "model", "mu", "steps", "supervised", "method", "nt_xent")
 # Methods with a ``set_method`` in ``experiments/<name>_digits.py``.
 METHODS = ("fixmatch", "pseudo_label", "pi_model", "mean_teacher", "uda", "vat", "mixmatch",
            "remixmatch", "flexmatch", "freematch", "softmatch", "dash", "adamatch",
-           "simmatch", "comatch", "co_training", "self_training")
+           "simmatch", "comatch", "co_training", "self_training", "lp", "fixmatch_simclr")
 _MODELS = {
     "cnn": dict(name="cnn"),
     "convnet": dict(name="convnet", widths=(32, 64, 128)),
@@ -75,7 +78,14 @@ _MODELS = {
 def get_config(arg=None):
   args = parse_config_arg(arg, _ARGS, source=_SOURCE)
   smoke = bool(args.get("smoke"))
-  c = load_config_file(_GRAPH, "smoke" if smoke else None)
+  nt_xent = number_arg(args, "nt_xent", 0, source=_SOURCE, low=0)
+  for other in ("method", "supervised"):
+    if nt_xent and other in args:
+      raise ValueError(f"{_SOURCE}: nt_xent adds a term to the recipe's loss; {other} replaces "
+                       "that loss, so they are exclusive")
+  graph_args = ("smoke" if smoke else "", f"nt_xent={nt_xent}" if nt_xent else "")
+  c = load_config_file(_GRAPH, ",".join(a for a in graph_args if a) or None)
+  head = {k: v for k, v in c.model.items() if k == "projection_dim"}  # nt_xent's
   c.data.name = "npz:" + DATA_PATH
   lpc = args.get("labels_per_class", 10)
   if lpc == "all":
@@ -89,8 +99,8 @@ def get_config(arg=None):
   if model not in _MODELS:
     raise ValueError(
         f"{_SOURCE}: model must be one of {sorted(_MODELS)}, got {model!r}")
-  c.model = dict(_MODELS[model])
-  c.method = "fixmatch+da+graph"
+  c.model = dict(_MODELS[model], **head)
+  c.method = "fixmatch+da+graph" + ("+nt_xent" if nt_xent else "")
   c.augment.flip = False  # glyphs are not mirror-symmetric
   c.augment.translate = 0.125  # of the side: 3.5 px on 28x28
   c.augment.cutout = 0.25
@@ -122,7 +132,8 @@ def get_config(arg=None):
     c.unlabeled_ratio = 0 if args.get("supervised") else 2
     c.log_every = c.eval_every = c.checkpoint_every = 3
     c.eval_batch_size = 400
-    c.model = dict(name="convnet", widths=(8, 16)) if model == "convnet" else dict(name="cnn", width=8)
+    c.model = dict(dict(name="convnet", widths=(8, 16)) if model == "convnet"
+                   else dict(name="cnn", width=8), **head)
   if method is not None:   # last: its derived values see this recipe's batch and steps
     module = load_config_module(os.path.join(_HERE, f"{method}_digits.py"))
     module.set_method(c, smoke=smoke)

@@ -184,8 +184,22 @@ def _notmnist_rows():
           ROWS[f"{which}_label_spreading"][0],
           label_spreading_row(which, "npz:" + notmnist.DATA_PATH)) for which in ("sklearn", "sslx")},
   }
-  rows.update({m: (ROWS[m][0], trainer_row("notmnist", metric, args=f"method={m}"))
+  row_of = {"lp": "deep_lp", "fixmatch_simclr": "fixmatch_nt_xent"}  # method -> digits row
+  rows.update({row_of.get(m, m): (ROWS[row_of.get(m, m)][0],
+                                  trainer_row("notmnist", metric, args=f"method={m}"))
                for m in methods})
+  # The default job's ablation rows change the same ingredient of the 28x28 recipe.
+  rows.update({
+      "fixmatch_no_ema": (ROWS["fixmatch_no_ema"][0], trainer_row(
+          "notmnist", "test_accuracy", args="method=fixmatch", shares_runs_of="fixmatch")),
+      "fixmatch_da": (ROWS["fixmatch_da"][0], trainer_row(
+          "notmnist", metric, args="method=fixmatch",
+          overrides={"fixmatch.distribution_alignment": True, "fixmatch.threshold": 0.9})),
+      "fixmatch_da_graph_no_da": (ROWS["fixmatch_da_graph_no_da"][0], trainer_row(
+          "notmnist", metric, overrides={"fixmatch.distribution_alignment": False})),
+      "fixmatch_da_graph_nt_xent": (ROWS["fixmatch_da_graph_nt_xent"][0], trainer_row(
+          "notmnist", metric, args="nt_xent=0.1")),
+  })
   # Self-supervised rows: notmnist_ssl.py:method=NAME, the probes' metric of the digits row
   # of the same name (a kNN row reads its probe row's runs).
   from sslx.config import load_config_module

@@ -91,12 +91,18 @@ def test_notmnist_method_swaps_the_loss_and_keeps_the_recipe(method):
   assert dict(swapped.loss.terms) == dict(digits.loss.terms)
   for key in ("data", "model", "augment", "optimizer", "batch_size", "unlabeled_ratio",
               "num_steps", "ema_decay"):
-    assert differing_fields({key: base.to_dict()[key]}, {key: swapped.to_dict()[key]}) == [], key
+    base_value, value = base.to_dict()[key], swapped.to_dict()[key]
+    if key == "model" and "projection_dim" in digits.model:   # a method's own head
+      assert value.pop("projection_dim") == digits.model.projection_dim
+    assert differing_fields({key: base_value}, {key: value}) == [], key
   derived = {"comatch": ("queue_size", "warmup_steps"), "simmatch": ("warmup_steps",),
              "dash": ("update_every", "warmup_steps"), "co_training": ("model",)}
-  for key, value in digits[method].items():   # the options block, except derived values
-    if key not in derived.get(method, ()):
-      assert swapped[method][key] == value, (method, key)
+  blocks = [t for t in digits.loss.terms if t in digits and t != "supervised"]
+  assert blocks, method
+  for block in blocks:
+    for key, value in digits[block].items():   # the options blocks, except derived values
+      if key not in derived.get(block, ()):
+        assert swapped[block][key] == value, (block, key)
 
 
 def test_notmnist_method_values_derived_from_the_recipe():
@@ -115,6 +121,34 @@ def test_notmnist_method_values_derived_from_the_recipe():
   assert (plain.fixmatch.threshold, plain.fixmatch.distribution_alignment) == (0.95, False)
   rounds = load_experiment("notmnist", "method=self_training")
   assert rounds.eval_every == 1500 // 4
+
+
+def test_notmnist_nt_xent_adds_the_third_family():
+  """``notmnist.py:nt_xent=W`` is the recipe plus ``fixmatch_graph_digits.py:nt_xent=W``'s
+  term and head on the convnet; nothing else changes."""
+  from sslx.config import differing_fields
+  base = load_experiment("notmnist", "")
+  three = load_experiment("notmnist", "nt_xent=0.1")
+  digits = load_experiment("fixmatch_graph_digits", "nt_xent=0.1")
+  assert three.method == "fixmatch+da+graph+nt_xent"
+  assert dict(three.loss.terms) == dict(base.loss.terms, nt_xent=0.1)
+  assert three.model.to_dict() == dict(base.model.to_dict(), projection_dim=64)
+  assert three.nt_xent.to_dict() == digits.nt_xent.to_dict()
+  changed = {f.split(":")[0].split(".")[0]
+             for f in differing_fields(base.to_dict(), three.to_dict())}
+  assert changed == {"method", "loss", "model", "nt_xent"}
+  assert load_experiment("notmnist", "nt_xent=0.1,smoke").model.projection_dim == 16
+
+
+def test_notmnist_deep_lp_smoke_on_the_real_file(tmp_path):
+  """``notmnist.py:method=lp``: the refresh embeds the 8,000 28x28 images and trains on
+  their propagated labels (the other methods' steps are the digits ones at a new size)."""
+  from helpers import read_jsonl
+  config = load_experiment("notmnist", "method=lp,smoke")
+  results = train.train_and_evaluate(config, str(tmp_path / "w"))
+  assert results["steps"] == config.num_steps
+  rows = read_jsonl(str(tmp_path / "w" / "metrics.jsonl"))
+  assert any("loss/deep_lp" in r for r in rows), sorted(rows[-1])
 
 
 def _notmnist_ssl_methods():
@@ -173,6 +207,9 @@ def test_notmnist_ssl_smoke_multicrop_and_vit(method, tmp_path):
     ("notmnist", "model=vit", "notmnist.py: model must be one of ['cnn', 'convnet']"),
     ("notmnist", "method=fixmatch_graph", "notmnist.py: method must be one of ['fixmatch', "),
     ("notmnist", "method=uda,supervised", "notmnist.py: method=uda and supervised are exclusive"),
+    ("notmnist", "nt_xent=0.1,method=uda", "notmnist.py: nt_xent adds a term to the recipe's loss; method"),
+    ("notmnist", "nt_xent=0.1,supervised", "notmnist.py: nt_xent adds a term to the recipe's loss; supervised"),
+    ("notmnist", "nt_xent=-1", "notmnist.py: nt_xent"),
     ("notmnist_ssl", "method=fixmatch", "notmnist_ssl.py: method must be one of ['simclr', "),
     ("notmnist_ssl", "labels_per_class=all", "notmnist_ssl.py: labels_per_class must be a positive int"),
     ("notmnist_ssl", "mu=3", "notmnist_ssl.py: unknown arg(s) ['mu']"),

@@ -30,7 +30,7 @@ def test_table_from_smoke_runs(tmp_path):
 
 def test_notmnist_rows_run_the_28x28_recipe(tmp_path):
   """``--dataset=notmnist``: a method row is ``notmnist.py:method=NAME`` (10 labels per class
-  by default, the vendored 28x28 file), and rows with no notMNIST form are refused."""
+  by default, the vendored 28x28 file), and unknown rows are refused."""
   import pytest
   table = load_script("digits_table")
   out = str(tmp_path / "n")
@@ -44,7 +44,10 @@ def test_notmnist_rows_run_the_28x28_recipe(tmp_path):
   assert config["data"]["num_labels"] == 100 and config["model"]["name"] == "convnet"
   assert "FlexMatch" in open(out + ".md").read()
   with pytest.raises(SystemExit):
-    table.main(["--dataset=notmnist", "--rows=deep_lp", "--report_only", f"--out={out}"])
+    table.main(["--dataset=notmnist", "--rows=fixmatch_graph", "--report_only", f"--out={out}"])
+  # Every digits row has its notMNIST form, under the same name.
+  notmnist_rows = table._notmnist_rows()
+  assert list(notmnist_rows) and set(notmnist_rows) == set(table.ROWS)
 
 
 def test_notmnist_label_spreading_row_reads_the_28x28_pixels(tmp_path):
