@@ -143,8 +143,11 @@ def test_vicreg_invariances_and_gradients(jit_vicreg):
   np.testing.assert_allclose(jit_vicreg(z1[perm], z2[perm], 25.0, 25.0, 1.0), base, rtol=1e-5)
   np.testing.assert_allclose(jit_vicreg(z2, z1, 25.0, 25.0, 1.0), base, rtol=1e-5)
   assert abs(float(jit_vicreg(z1[perm], z2, 25.0, 25.0, 1.0) - base)) > 1e-1  # pairs matter
+  # The loss is float32 whatever the input: a finite difference over check_grads' default
+  # step is float32 rounding (1.4% off on jax 0.10.2). A 1e-2 step keeps every unit's std
+  # (0.2-2.4) on one side of the hinge at 1 and agrees to 1e-4 here.
   check_grads(lambda a, b: vicreg_loss(a, b), (z1, z2), order=1, modes=["rev"],
-              atol=1e-2, rtol=1e-2)
+              atol=2e-3, rtol=2e-3, eps=1e-2)
   # Collapsed embeddings: the sqrt stays differentiable (the 1e-4) and the hinge pushes out.
   grads = jax.grad(vicreg_loss, argnums=(0, 1))(jnp.ones((6, 4)), jnp.ones((6, 4)))
   assert all(np.isfinite(np.asarray(g)).all() for g in grads)
