@@ -69,7 +69,7 @@ _ARGS = ("labels_per_class", "smoke", "model", "mu", "steps", "supervised", "met
 METHODS = ("fixmatch", "pseudo_label", "pi_model", "mean_teacher", "uda", "vat", "mixmatch",
            "remixmatch", "flexmatch", "freematch", "softmatch", "dash", "adamatch",
            "simmatch", "comatch", "co_training", "self_training", "lp", "fixmatch_simclr")
-_MODELS = {
+MODELS = {  # the encoders for 28x28 inputs (notmnist_ssl.py uses "convnet" too)
     "cnn": dict(name="cnn"),
     "convnet": dict(name="convnet", widths=(32, 64, 128)),
 }
@@ -96,10 +96,10 @@ def get_config(arg=None):
     raise ValueError(
         f"{_SOURCE}: labels_per_class must be a positive int or 'all', got {lpc!r}")
   model = args.get("model", "convnet")
-  if model not in _MODELS:
+  if model not in MODELS:
     raise ValueError(
-        f"{_SOURCE}: model must be one of {sorted(_MODELS)}, got {model!r}")
-  c.model = dict(_MODELS[model], **head)
+        f"{_SOURCE}: model must be one of {sorted(MODELS)}, got {model!r}")
+  c.model = dict(MODELS[model], **head)
   c.method = "fixmatch+da+graph" + ("+nt_xent" if nt_xent else "")
   c.augment.flip = False  # glyphs are not mirror-symmetric
   c.augment.translate = 0.125  # of the side: 3.5 px on 28x28

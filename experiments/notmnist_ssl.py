@@ -25,10 +25,11 @@ Args: ``method=NAME`` (default ``simclr``), ``labels_per_class=N``, ``smoke``.
 
 import os
 
-from sslx.config import load_config_file, parse_config_arg, positive_int_arg
+from sslx.config import load_config_file, load_config_module, parse_config_arg, positive_int_arg
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
-DATA_PATH = os.path.normpath(os.path.join(_HERE, "..", "data", "notmnist10k.npz"))
+_NOTMNIST = load_config_module(os.path.join(_HERE, "notmnist.py"))  # its file and encoder
+DATA_PATH = _NOTMNIST.DATA_PATH
 _SOURCE = "experiments/notmnist_ssl.py"
 _ARGS = ("method", "labels_per_class", "smoke")
 METHODS = ("simclr", "byol", "rotation", "simsiam", "barlow_twins", "vicreg", "moco", "dino",
@@ -50,7 +51,9 @@ def get_config(arg=None):
   model = c.model.to_dict()
   if model["name"] == "cnn":
     width = model.pop("width", None)
-    model.update(name="convnet", widths=(width, 2 * width) if smoke else (32, 64, 128))
+    model.update(_NOTMNIST.MODELS["convnet"])
+    if smoke:
+      model["widths"] = (width, 2 * width)
   elif model["name"] == "vit":  # 2x2 -> 7x7 patches: 16 an image on either side
     model["patch_size"] = c.mae.patch_size = model["patch_size"] * _SIDE // _DIGITS_SIDE
   else:

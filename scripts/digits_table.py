@@ -161,16 +161,16 @@ ROWS = {
 }
 
 
-def _notmnist_module():
+def _experiment_module(name: str):
   from sslx.config import load_config_module
-  return load_config_module(os.path.join(REPO, "experiments", "notmnist.py"))
+  return load_config_module(os.path.join(REPO, "experiments", f"{name}.py"))
 
 
 def _notmnist_rows():
   """The rows that run on notMNIST: the supervised bounds, the default job's recipe, every
   method of ``notmnist.METHODS`` (plain FixMatch included) and label spreading on the
   file's raw pixels."""
-  notmnist = _notmnist_module()
+  notmnist = _experiment_module("notmnist")
   methods = notmnist.METHODS
   metric = "test_accuracy_ema"
   rows = {
@@ -202,9 +202,7 @@ def _notmnist_rows():
   })
   # Self-supervised rows: notmnist_ssl.py:method=NAME, the probes' metric of the digits row
   # of the same name (a kNN row reads its probe row's runs).
-  from sslx.config import load_config_module
-  ssl = load_config_module(os.path.join(REPO, "experiments", "notmnist_ssl.py")).METHODS
-  for m in ssl:
+  for m in _experiment_module("notmnist_ssl").METHODS:
     for probe, m_metric in (("linear_probe", "linear_probe_accuracy"), ("knn", "knn_accuracy")):
       row = f"{m}_{probe}"
       if row in ROWS:
