@@ -57,11 +57,12 @@ def test_notmnist_label_spreading_row_reads_the_28x28_pixels(tmp_path):
   table = load_script("digits_table")
   row = table._notmnist_rows()["sslx_label_spreading"]
   assert row[0] == table.ROWS["sslx_label_spreading"][0]
-  x, y, x_test, _ = table._pixels(0, 1, "npz:" + table._experiment_module("notmnist").DATA_PATH)
+  name = "npz:" + table._experiment_module("notmnist").DATA_PATH
+  x, y, x_test, _ = table._pixels(0, 1, name)
   assert x.shape == (8000, 784) and x_test.shape == (2000, 784)
   assert 0.0 <= x.min() and x.max() <= 1.0
   cfg = data.default_data_config()
-  cfg.name, cfg.num_labels, cfg.split_seed = "npz:" + table._experiment_module("notmnist").DATA_PATH, 10, 0
+  cfg.name, cfg.num_labels, cfg.split_seed = name, 10, 0
   ds = data.load_dataset(cfg)
   assert (y >= 0).sum() == 10
   assert (y[:10] == ds.labeled_labels).all()
