@@ -166,8 +166,17 @@ def _exact_knn(queries, database, num_valid=None, *, k, metric, exclude_self,
     # k best others are among the k + 1 best points, in the k + 1 best bins.
     kk = k + 1 if exclude_self else k
     best = _best_bins(bin_max, kk, group)                           # [B, kk]
-    cand = _bin_members(best, chunk_size, m).reshape(block_size, kk * m)
-    s = _bin_scores(q, db_bins[best], metric)
+    if m == 1:
+      # Bins of one point: pass 1's scores are the points' scores (and `best` their
+      # ids), so nothing is recomputed; euclidean turns <q, x> - |x|^2 / 2 into
+      # -|q - x|^2 as pass 2 would (clipped at 0 against rounding).
+      cand = best
+      s = jnp.take_along_axis(bin_max, best, axis=1)
+      if metric == "euclidean":
+        s = jnp.minimum(2.0 * s - jnp.sum(q * q, axis=-1, keepdims=True), 0.0)
+    else:
+      cand = _bin_members(best, chunk_size, m).reshape(block_size, kk * m)
+      s = _bin_scores(q, db_bins[best], metric)
     invalid = cand >= num_valid
     if exclude_self:
       invalid = invalid | (cand == rows[:, None])
@@ -189,19 +198,25 @@ def _selection_params(num_cols: int, k: int, bin_size: int = 16,
   return bin_size, group
 
 
+_ONE_CHUNK_MAX = 32768
+
+
 def _exact_knn_params(num_db: int, k: int, dim: int):
   """Chunk, bin and group sizes for `_exact_knn` (static, from the shapes).
 
-  Pass 2 gathers ``k * bin_size`` points of ``dim`` floats per query; pass 1 reduces
-  and ranks ``num_db / bin_size`` bin maxima. The bin size balancing the two is about
-  ``sqrt(num_db / (k * dim))``: 8-16 at 50k-100k x 64, 4 at 10k x 64, 1 at 10k-20k x
-  784 (measured on 2 cores: 10k x 784 pixels 2.6 s with bins of 1 vs 7.1 s with 16).
+  Up to `_ONE_CHUNK_MAX` database points, every query block's whole score row is one
+  matmul tile, searched with bins of one point (its scores and ids are the points', so
+  pass 2 recomputes nothing) in groups of 32: measured on 2 cores, warm, k = 10, this
+  beat the binned chunks at every d (10k x 256 0.27 vs 0.47 s, 10k x 784 0.66 vs
+  0.79 s, 10k x 64 0.13 vs 0.18 s, 30k x 128 1.5 vs 1.8 s; at 100k x 64 they tie).
+  Above it, pass 2 gathers ``k * bin_size`` points of ``dim`` floats per query and
+  pass 1 reduces and ranks ``num_db / bin_size`` bin maxima; the bin size balancing
+  the two is about ``sqrt(num_db / (k * dim))``: 8-16 at 50k-100k x 64.
   """
-  chunk = min(2048, _round_up(num_db, 256))
-  if num_db <= chunk:
-    # One chunk: a plain top k of each score row (bins of 1) beats binning here
-    # (2-10x at N <= 2048, d = 16-128: the bin gather is [B, k, d, 16] floats).
-    return chunk, 1, 1
+  if num_db <= _ONE_CHUNK_MAX:
+    chunk = _round_up(num_db, 256)
+    return (chunk,) + _selection_params(chunk, k, 1, 32)
+  chunk = 2048
   balance = math.sqrt(1.5 * num_db / (max(k, 1) * max(dim, 1)))
   bin_size = 2 ** max(0, min(4, int(math.floor(math.log2(max(balance, 1.0))))))
   bin_size, group = _selection_params(_round_up(num_db, chunk), k, bin_size,

@@ -167,11 +167,32 @@ def wide():
 
 
 def test_exact_bin_size_balances_the_two_passes():
-  # Pass 2 reads k * bin_size * d floats per query, pass 1 ranks N / bin_size maxima.
-  assert graph._exact_knn_params(10_000, 11, 784)[1] == 1      # notMNIST pixels
+  # Up to 32k points: the whole score row is one tile, bins of one point in groups.
+  assert graph._exact_knn_params(10_000, 11, 784) == (10240, 1, 32)   # notMNIST pixels
+  assert graph._exact_knn_params(10_000, 11, 64) == (10240, 1, 32)
+  assert graph._exact_knn_params(2_000, 11, 784) == (2048, 1, 32)
+  assert graph._exact_knn_params(300, 11, 16) == (512, 1, 16)    # >= 2k groups left
+  # Above: pass 2 reads k * bin_size * d floats per query, pass 1 ranks N / bin_size
+  # maxima.
   assert graph._exact_knn_params(100_000, 11, 64)[1] == 8      # blobs
   assert graph._exact_knn_params(1_000_000, 11, 64)[1] == 16
-  assert graph._exact_knn_params(2_000, 11, 784) == (2048, 1, 1)  # one chunk
+  assert graph._exact_knn_params(100_000, 11, 784)[1] == 4
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "inner_product"])
+def test_exact_knn_one_tile_bins_of_one_point_skip_pass_2(wide, metric):
+  # Bins of one point return pass 1's scores directly; euclidean's must still be
+  # -|q - x|^2, as the binned path's recomputed ones are.
+  chunk, m, g = graph._exact_knn_params(700, 6, 160)
+  assert (chunk, m) == (768, 1) and g > 1
+  vals, idx = graph._exact_knn(wide, wide, k=6, metric=metric, exclude_self=True,
+                               block_size=64, chunk_size=chunk, bin_size=m, group=g)
+  ref_idx, ref_sim = _brute_force(wide, wide, 6, metric, True)
+  np.testing.assert_array_equal(np.asarray(idx), ref_idx)
+  np.testing.assert_allclose(np.asarray(vals), ref_sim, rtol=1e-4)
+  binned = graph._exact_knn(wide, wide, k=6, metric=metric, exclude_self=True,
+                            block_size=64, chunk_size=256, bin_size=4, group=4)
+  np.testing.assert_allclose(np.asarray(vals), np.asarray(binned[0]), rtol=1e-4)
 
 
 def test_exact_knn_bins_of_one_point_over_many_chunks(wide):
