@@ -47,7 +47,9 @@ _KNN_METHODS = ("exact", "approx")
 #      over whole SIMD vectors;
 #   2. the k best bins per query -- found hierarchically: the k best groups of
 #      `group` bins, then the k best bins inside those -- and the exact scores
-#      of the k * bin_size points inside them, then a final top k.
+#      of the k * bin_size points inside them, then a final top k. With bins of
+#      one point (up to 32k points, see `_exact_knn_params`) pass 1's scores are
+#      already the points' scores: they are read back, nothing is re-scored.
 # This is exact: the k-th best bin maximum t is attained by k distinct points,
 # so the k-th best score is >= t, and every point scoring above t lies in a
 # bin whose maximum exceeds t, i.e. in one of the k selected bins (the same
@@ -148,7 +150,7 @@ def _exact_knn(queries, database, num_valid=None, *, k, metric, exclude_self,
   db = jnp.pad(database, ((0, db_pad - num_db), (0, 0)))
   bias = _column_bias(db, metric, jnp.arange(db_pad) < num_valid)
   qs = jnp.pad(queries, ((0, q_pad - num_q), (0, 0)))
-  db_bins = _strided_bins(db, chunk_size, m)
+  db_bins = _strided_bins(db, chunk_size, m) if m > 1 else None   # pass 2's layout
 
   def query_block(b):
     q = lax.dynamic_slice_in_dim(qs, b * block_size, block_size)
