@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from helpers import REPO, load_experiment
+from helpers import REPO, load_experiment, load_script
 
 from sslx import plot as plot_run
 
@@ -187,6 +187,46 @@ def test_plot_features_writes_the_picture(saved_run, tmp_path):
   assert path == str(tmp_path / "features.png") and _is_png(path)
   with pytest.raises(ValueError, match="params must be"):
     plot_run.plot_features(workdir, str(tmp_path), params="best")
+
+
+def test_probe_run_scores_the_checkpoint_and_the_initialisation(saved_run, tmp_path, capsys):
+  """scripts/probe_run.py: the checkpoint's or the untrained network's features, with the
+  settings asked for (here every labeled point votes, checked against numpy), and clear
+  errors."""
+  from sslx import evaluation, experiment
+  workdir, saved = saved_run
+  probe_run = load_script("probe_run")
+  exp = experiment.setup(plot_run.load_config(workdir), devices=jax.devices()[:1])
+  ds = exp.dataset
+  unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
+
+  def expected(state):
+    params, model_state = jax.device_get((state.params["model"], state.model_state))
+    feats = lambda x: evaluation.extract_features(exp.model, params, model_state, exp.normalize, x)
+    train_f, test_f = feats(ds.labeled_images), feats(ds.test_images)
+    votes = np.exp(unit(test_f) @ unit(train_f).T / 0.5) @ np.eye(10)[ds.labeled_labels]
+    return {"knn_accuracy": float(np.mean(votes.argmax(1) == ds.test_labels)),
+            "linear_probe_accuracy": evaluation.linear_probe_accuracy(
+                train_f, ds.labeled_labels, test_f, ds.test_labels, num_classes=10, l2=0.5)}
+
+  settings = dict(knn_k=10**6, knn_temperature=0.5, probe_l2=0.5)  # k: all labeled points
+  trained = probe_run.probe(workdir, **settings)
+  init = probe_run.probe(workdir, init=True, pixels=True, **settings)
+  assert trained["step"] == 7 and init["step"] == 0
+  assert "pixel_linear_probe_accuracy" in init and "pixel_linear_probe_accuracy" not in trained
+  for got, state in ((trained, saved), (init, exp.state)):
+    want = expected(state)
+    assert got["knn_accuracy"] == pytest.approx(want["knn_accuracy"], abs=1.5 / len(ds.test_labels))
+    assert got["linear_probe_accuracy"] == pytest.approx(want["linear_probe_accuracy"], abs=1e-6)
+  assert trained["knn_accuracy"] != init["knn_accuracy"]  # two different networks were probed
+
+  with pytest.raises(ValueError, match="feature_eval.knn_k"):
+    probe_run.probe(workdir, knn_k=0)
+  with pytest.raises(SystemExit) as exit_info:
+    probe_run.main([workdir, str(tmp_path / "nowhere")])
+  assert exit_info.value.code == 2
+  out, err = capsys.readouterr()
+  assert '"step": 7' in out and "nowhere" in err and "no config.json" in err
 
 
 def test_plot_features_without_a_checkpoint_is_a_clear_error(saved_run, tmp_path):
