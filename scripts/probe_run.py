@@ -31,18 +31,15 @@ def probe(workdir: str, *, init: bool = False, pixels: bool = False, **feature_e
   ``knn_temperature``); the config's validation checks them.
   """
   import jax
-  from sslx import experiment, plot, train
+  from sslx import plot, train
   config = plot.load_config(workdir)
   fe = config.feature_eval
   fe.linear_probe, fe.knn, fe.pixel_baseline = True, True, bool(pixels)
   for key, value in feature_eval.items():
     if value is not None:
       fe[key] = value
-  if init:
-    exp = experiment.setup(config, devices=jax.devices()[:1])  # validates the config
-    state, model, normalize, dataset = exp.state, exp.model, exp.normalize, exp.dataset
-  else:
-    state, model, normalize, dataset = plot.restore_latest(workdir, config)
+  rebuild = plot.rebuild_run if init else lambda c: plot.restore_latest(workdir, c)
+  state, model, normalize, dataset = rebuild(config)  # both validate the config
   out = {"step": int(jax.device_get(state.step))}
   out.update(train.feature_evaluation(config, model, state, normalize, dataset))
   return out

@@ -387,6 +387,24 @@ def load_config(workdir: str):
   return ml_collections.ConfigDict(saved)
 
 
+def rebuild_run(config):
+  """The run's model and dataset (same split) and the untrained state it started from
+  (its ``seed``'s initialisation), on one device.
+
+  Returns ``(state, model, normalize, dataset)``, as :func:`restore_latest`.
+
+  Raises:
+    ValueError: a streamed dataset (its test set is not held in memory), or an invalid config.
+  """
+  import jax
+  from sslx import experiment
+  if config.data.streaming:
+    raise ValueError(f"reading features needs a device-resident dataset; {config.data.name!r} is "
+                     "streamed (data.streaming=True)")
+  exp = experiment.setup(config, devices=jax.devices()[:1])
+  return exp.state, exp.model, exp.normalize, exp.dataset
+
+
 def restore_latest(workdir: str, config=None):
   """Rebuilds the run's model and dataset and restores its latest checkpoint.
 
@@ -398,16 +416,11 @@ def restore_latest(workdir: str, config=None):
     ValueError: a streamed dataset (its test set is not held in memory), or a checkpoint
       that does not fit the config (``sslx.train.restore_checked``'s message).
   """
-  import jax
-  from sslx import experiment, train
+  from sslx import train
   config = load_config(workdir) if config is None else config
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise FileNotFoundError(f"no checkpoints/ in {workdir!r}: nothing to restore")
-  if config.data.streaming:
-    raise ValueError(f"--features needs a device-resident dataset; {config.data.name!r} is "
-                     "streamed (data.streaming=True)")
-  exp = experiment.setup(config, devices=jax.devices()[:1])
-  state, model, dataset = exp.state, exp.model, exp.dataset
+  state, model, normalize, dataset = rebuild_run(config)
   manager = train._checkpoint_manager(workdir, config.keep_checkpoints)  # pylint: disable=protected-access
   try:
     if manager.latest_step() is None:
@@ -415,7 +428,7 @@ def restore_latest(workdir: str, config=None):
     state = train.restore_checked(manager, state, workdir)
   finally:
     manager.close()
-  return state, model, exp.normalize, dataset
+  return state, model, normalize, dataset
 
 
 def _subsample(labels: np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:

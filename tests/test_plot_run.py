@@ -193,16 +193,15 @@ def test_probe_run_scores_the_checkpoint_and_the_initialisation(saved_run, tmp_p
   """scripts/probe_run.py: the checkpoint's or the untrained network's features, with the
   settings asked for (here every labeled point votes, checked against numpy), and clear
   errors."""
-  from sslx import evaluation, experiment
+  from sslx import evaluation
   workdir, saved = saved_run
   probe_run = load_script("probe_run")
-  exp = experiment.setup(plot_run.load_config(workdir), devices=jax.devices()[:1])
-  ds = exp.dataset
+  initial, model, normalize, ds = plot_run.rebuild_run(plot_run.load_config(workdir))
   unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)
 
   def expected(state):
     params, model_state = jax.device_get((state.params["model"], state.model_state))
-    feats = lambda x: evaluation.extract_features(exp.model, params, model_state, exp.normalize, x)
+    feats = lambda x: evaluation.extract_features(model, params, model_state, normalize, x)
     train_f, test_f = feats(ds.labeled_images), feats(ds.test_images)
     votes = np.exp(unit(test_f) @ unit(train_f).T / 0.5) @ np.eye(10)[ds.labeled_labels]
     return {"knn_accuracy": float(np.mean(votes.argmax(1) == ds.test_labels)),
@@ -214,7 +213,7 @@ def test_probe_run_scores_the_checkpoint_and_the_initialisation(saved_run, tmp_p
   init = probe_run.probe(workdir, init=True, pixels=True, **settings)
   assert trained["step"] == 7 and init["step"] == 0
   assert "pixel_linear_probe_accuracy" in init and "pixel_linear_probe_accuracy" not in trained
-  for got, state in ((trained, saved), (init, exp.state)):
+  for got, state in ((trained, saved), (init, initial)):
     want = expected(state)
     assert got["knn_accuracy"] == pytest.approx(want["knn_accuracy"], abs=1.5 / len(ds.test_labels))
     assert got["linear_probe_accuracy"] == pytest.approx(want["linear_probe_accuracy"], abs=1e-6)
