@@ -281,7 +281,12 @@ def main(argv=None):
     cells = []
     for lpc in lpcs:
       vals = [100 * results[f"{row}/{lpc}/{s}"] for s in seeds if f"{row}/{lpc}/{s}" in results]
-      cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f} (n={len(vals)})" if vals else "—")
+      if not vals:
+        cells.append("—")
+      elif len(vals) == 1:  # one seed has no spread to report
+        cells.append(f"{vals[0]:.1f} (n=1)")
+      else:
+        cells.append(f"{np.mean(vals):.1f} ± {np.std(vals):.1f} (n={len(vals)})")
     lines.append(f"| {table_rows[row][0]} | " + " | ".join(cells) + " |")
   table = "\n".join(lines)
   with open(args.out + ".md", "w") as f:
