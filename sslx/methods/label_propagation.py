@@ -1,10 +1,18 @@
 """Graph label propagation as loss terms: in-batch (`graph`) and deep LP (`deep_lp`).
 
-``graph`` (every step, no state): the kNN graph over the batch's weak-view features
+``graph`` (every step): the kNN graph over the batch's weak-view features
 (labeled + unlabeled), labels spread with conjugate gradient
 (:func:`sslx.graph.batch_label_propagation`); the unlabeled images' pseudo-labels,
 weighted by certainty and class balance, are targets for their *strong* views. It
 composes with FixMatch: the graph supplies targets where the classifier is unsure.
+``memory_size > 0`` adds a first-in-first-out memory of the weak-view features (and
+labels, -1 for unlabeled) of the last ``memory_size`` batch images to the graph's
+nodes, as CoMatch's memory bank widens its graph: the batch's pseudo-labels then come
+from a graph of ``batch + memory`` points instead of the batch alone. The memory is
+state (``state.method_state['graph']``: ``features [M, D]`` unit rows, ``labels [M]``,
+-2 for a row not yet written, ``pointer``), written after the loss under stop-gradient;
+unwritten rows are zero vectors (no edge weight) and count in no class weight. The loss
+sees the global batch, so the memory is the same on every device.
 
 ``deep_lp`` (Iscen et al., CVPR 2019): every ``refresh_every`` steps from
 ``start_step``, embed the labeled and unlabeled pools with the current network (eval
@@ -21,14 +29,17 @@ import ml_collections
 
 from sslx.graph import batch_label_propagation, knn_graph, lp_pseudo_labels, propagate
 from sslx.losses import weighted_pseudo_label_loss
+from sslx.losses.momentum_contrast import moco_enqueue
 from sslx.methods.base import Context, Method, View, register
 from sslx.methods.checks import check, integer, number
+from sslx.methods.nnclr import enqueue_labels
 
 GRAPH_OPTIONS = ml_collections.ConfigDict(dict(
     k=10,  # neighbours per example in the batch graph
     alpha=0.99,
     gamma=3.0,  # edge weight = max(cosine similarity, 0) ** gamma
     num_iters=20,  # CG iterations
+    memory_size=0,  # > 0: graph nodes also include the last memory_size batch images
 ))
 
 DEEP_LP_OPTIONS = ml_collections.ConfigDict(dict(
@@ -47,24 +58,60 @@ def _pseudo_label_accuracy(pseudo, truth):
   return jnp.sum((pseudo == truth) & known) / jnp.maximum(jnp.sum(known), 1)
 
 
+_EMPTY = -2  # label of a memory row not yet written
+
+
+def _graph_init(options, info):
+  if not options.memory_size:
+    return {}
+  return {"features": jnp.zeros((options.memory_size, info.feature_dim), jnp.float32),
+          "labels": jnp.full((options.memory_size,), _EMPTY, jnp.int32),
+          "pointer": jnp.zeros((), jnp.int32)}
+
+
+def _class_weights(pseudo, valid, num_classes):
+  """Iscen et al.'s zeta over the `valid` points only: ``(N / C) / |{i : pseudo_i = c}|``."""
+  counts = jnp.zeros((num_classes,), jnp.float32).at[pseudo].add(valid.astype(jnp.float32))
+  n = jnp.sum(valid.astype(jnp.float32))
+  return jnp.where(counts > 0, (n / num_classes) / jnp.where(counts > 0, counts, 1.0), 0.0)
+
+
 def graph_loss(ctx: Context):
   opts = ctx.options
   labeled = ctx.outputs["labeled_weak"]["features"]
   unlabeled = ctx.outputs["unlabeled_weak"]["features"]
   n_l, n_u = labeled.shape[0], unlabeled.shape[0]
   labels = jnp.concatenate([ctx.batch["labeled_labels"], jnp.full((n_u,), -1, jnp.int32)])
+  features = jnp.concatenate([labeled, unlabeled])
+  if opts.memory_size:
+    if opts.memory_size < n_l + n_u:  # static shapes: raised when the step is traced
+      raise ValueError(f"graph.memory_size ({opts.memory_size}) must be at least the batch "
+                       f"({n_l} labeled + {n_u} unlabeled images), the rows one step writes")
+    memory = ctx.state
+    graph_features = jnp.concatenate([features, memory["features"]])
+    graph_labels = jnp.concatenate([labels, jnp.maximum(memory["labels"], -1)])
+  else:
+    graph_features, graph_labels = features, labels
   targets = batch_label_propagation(
-      jnp.concatenate([labeled, unlabeled]), labels, num_classes=ctx.num_classes,
+      graph_features, graph_labels, num_classes=ctx.num_classes,
       k=opts.k, alpha=opts.alpha, gamma=opts.gamma, num_iters=opts.num_iters)
-  pseudo = targets.pseudo_labels[n_l:]
-  omega = targets.certainty_weights[n_l:]
+  pseudo = targets.pseudo_labels[n_l:n_l + n_u]
+  omega = targets.certainty_weights[n_l:n_l + n_u]
+  class_weights = targets.class_weights
+  if opts.memory_size:
+    valid = jnp.concatenate([jnp.ones((n_l + n_u,), bool), memory["labels"] != _EMPTY])
+    class_weights = _class_weights(targets.pseudo_labels, valid, ctx.num_classes)
   loss = weighted_pseudo_label_loss(ctx.outputs["unlabeled_strong"]["logits"], pseudo,
-                                    omega, targets.class_weights)
+                                    omega, class_weights)
   metrics = {"mean_certainty": jnp.mean(omega)}
   if "unlabeled_labels" in ctx.batch:
     metrics["pseudo_label_accuracy"] = _pseudo_label_accuracy(pseudo,
                                                               ctx.batch["unlabeled_labels"])
-  return loss, metrics
+  if not opts.memory_size:
+    return loss, metrics
+  new_features, pointer = moco_enqueue(memory["features"], memory["pointer"], features)
+  new_labels = enqueue_labels(memory["labels"], memory["pointer"], labels)
+  return loss, metrics, {"features": new_features, "labels": new_labels, "pointer": pointer}
 
 
 def _deep_lp_init(options, info):
@@ -128,7 +175,8 @@ _GRAPH_CHECKS = {
 
 
 def graph_option_errors(options) -> list[str]:
-  return check("graph", options, _GRAPH_CHECKS)
+  return check("graph", options, {**_GRAPH_CHECKS,
+                                  "memory_size": integer(0, hint="0: the batch alone")})
 
 
 def deep_lp_option_errors(options) -> list[str]:
@@ -139,6 +187,7 @@ def deep_lp_option_errors(options) -> list[str]:
 _WEAK = View("unlabeled", "weak")
 GRAPH = register(Method(
     name="graph", loss=graph_loss, options=GRAPH_OPTIONS, option_errors=graph_option_errors,
+    init_state=_graph_init,
     views={"labeled_weak": View("labeled", "weak"), "unlabeled_weak": _WEAK,
            "unlabeled_strong": View("unlabeled", "strong")}))
 DEEP_LP = register(Method(
