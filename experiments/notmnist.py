@@ -27,7 +27,9 @@ rows switch ``model=cnn|convnet``, ``mu=M`` (unlabeled batch = M x labeled batch
 ``steps=S``, ``supervised`` (the same network on its labeled subset only; with
 ``labels_per_class=all``, the upper bound on every label), ``nt_xent=W`` (also NT-Xent
 with weight W between each unlabeled image's weak and strong projections, as
-``fixmatch_graph_digits.py:nt_xent=W``: all three families in one step). ``method=NAME`` swaps the
+``fixmatch_graph_digits.py:nt_xent=W``: all three families in one step), ``rotation=W``
+(also rotation prediction with weight W on all four turns of each unlabeled weak view, a
+linear head on the features, as S4L adds it to a semi-supervised loss). ``method=NAME`` swaps the
 loss for another semi-supervised method on this same recipe (network, views, batch,
 schedule, EMA), as the digits table's rows swap it on the digits recipe: any
 ``experiments/NAME_digits.py`` that defines ``set_method`` (its method, loss terms and
@@ -64,7 +66,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 _GRAPH = os.path.join(_HERE, "fixmatch_graph_digits.py")
 DATA_PATH = os.path.normpath(os.path.join(_HERE, "..", "data", "notmnist10k.npz"))
 _SOURCE = "experiments/notmnist.py"
-_ARGS = ("labels_per_class", "smoke", "model", "mu", "steps", "supervised", "method", "nt_xent")
+_ARGS = ("labels_per_class", "smoke", "model", "mu", "steps", "supervised", "method", "nt_xent",
+         "rotation")
 # Methods with a ``set_method`` in ``experiments/<name>_digits.py``.
 METHODS = ("fixmatch", "pseudo_label", "pi_model", "mean_teacher", "uda", "vat", "mixmatch",
            "remixmatch", "flexmatch", "freematch", "softmatch", "dash", "adamatch",
@@ -79,10 +82,12 @@ def get_config(arg=None):
   args = parse_config_arg(arg, _ARGS, source=_SOURCE)
   smoke = bool(args.get("smoke"))
   nt_xent = number_arg(args, "nt_xent", 0, source=_SOURCE, low=0)
-  for other in ("method", "supervised"):
-    if nt_xent and other in args:
-      raise ValueError(f"{_SOURCE}: nt_xent adds a term to the recipe's loss; {other} replaces "
-                       "that loss, so they are exclusive")
+  rotation = number_arg(args, "rotation", 0, source=_SOURCE, low=0)
+  for added, weight in (("nt_xent", nt_xent), ("rotation", rotation)):
+    for other in ("method", "supervised"):
+      if weight and other in args:
+        raise ValueError(f"{_SOURCE}: {added} adds a term to the recipe's loss; {other} "
+                         "replaces that loss, so they are exclusive")
   graph_args = ("smoke" if smoke else "", f"nt_xent={nt_xent}" if nt_xent else "")
   c = load_config_file(_GRAPH, ",".join(a for a in graph_args if a) or None)
   head = {k: v for k, v in c.model.items() if k == "projection_dim"}  # nt_xent's
@@ -101,6 +106,9 @@ def get_config(arg=None):
         f"{_SOURCE}: model must be one of {sorted(MODELS)}, got {model!r}")
   c.model = dict(MODELS[model], **head)
   c.method = "fixmatch+da+graph" + ("+nt_xent" if nt_xent else "")
+  if rotation:  # RotNet's term on the unlabeled images (all four turns of each weak view)
+    c.loss.terms["rotation"] = rotation
+    c.method += "+rotation"
   c.augment.flip = False  # glyphs are not mirror-symmetric
   c.augment.translate = 0.125  # of the side: 3.5 px on 28x28
   c.augment.cutout = 0.25

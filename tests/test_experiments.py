@@ -140,6 +140,19 @@ def test_notmnist_nt_xent_adds_the_third_family():
   assert load_experiment("notmnist", "nt_xent=0.1,smoke").model.projection_dim == 16
 
 
+def test_notmnist_rotation_adds_rotation_prediction_and_nothing_else():
+  """``notmnist.py:rotation=W`` is the recipe plus the rotation term with weight W (its
+  linear head on the features is the method's own module)."""
+  from sslx.config import differing_fields
+  base = load_experiment("notmnist", "")
+  rot = load_experiment("notmnist", "rotation=0.5")
+  assert rot.method == "fixmatch+da+graph+rotation"
+  assert dict(rot.loss.terms) == dict(base.loss.terms, rotation=0.5)
+  changed = {f.split(":")[0].split(".")[0]
+             for f in differing_fields(base.to_dict(), rot.to_dict())}
+  assert changed == {"method", "loss"}
+
+
 def test_notmnist_deep_lp_smoke_on_the_real_file(tmp_path):
   """``notmnist.py:method=lp``: the refresh embeds the 8,000 28x28 images and trains on
   their propagated labels (the other methods' steps are the digits ones at a new size)."""
@@ -210,6 +223,9 @@ def test_notmnist_ssl_smoke_multicrop_and_vit(method, tmp_path):
     ("notmnist", "nt_xent=0.1,method=uda", "notmnist.py: nt_xent adds a term to the recipe's loss; method"),
     ("notmnist", "nt_xent=0.1,supervised", "notmnist.py: nt_xent adds a term to the recipe's loss; supervised"),
     ("notmnist", "nt_xent=-1", "notmnist.py: nt_xent"),
+    ("notmnist", "rotation=0.5,method=uda", "notmnist.py: rotation adds a term to the recipe's loss; method"),
+    ("notmnist", "rotation=0.5,supervised", "notmnist.py: rotation adds a term to the recipe's loss; supervised"),
+    ("notmnist", "rotation=-1", "notmnist.py: rotation must be a number >= 0, got -1"),
     ("notmnist_ssl", "method=fixmatch", "notmnist_ssl.py: method must be one of ['simclr', "),
     ("notmnist_ssl", "labels_per_class=all", "notmnist_ssl.py: labels_per_class must be a positive int"),
     ("notmnist_ssl", "mu=3", "notmnist_ssl.py: unknown arg(s) ['mu']"),
