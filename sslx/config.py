@@ -325,22 +325,33 @@ def device_errors(config, num_devices: int) -> list[str]:
   return errors
 
 
-def differing_fields(old: dict, new: dict, ignore: Iterable[str] = OBSERVATION_ONLY_FIELDS
-                     ) -> list[str]:
-  """Dotted paths whose values differ between two config dicts (``to_dict()`` form)."""
-  out = []
+def differing_fields(old: dict, new: dict, ignore: Iterable[str] = OBSERVATION_ONLY_FIELDS,
+                     *, defaults: dict | None = None) -> list[str]:
+  """Dotted paths whose values differ between two config dicts (``to_dict()`` form).
 
-  def rec(a, b, prefix):
+  With `defaults` (the :func:`base_config` of the code now running, in the same form), a
+  field `old` lacks and `new` holds at its default is no difference: `old` was written by
+  code from before the field existed, and a new field's default keeps the old behaviour
+  (every option sslx adds is off by default), so resuming such a run computes the same.
+  """
+  out = []
+  missing = object()
+
+  def rec(a, b, d, prefix):
     for key in sorted(set(a) | set(b)):
       path = f"{prefix}{key}"
       if path in ignore:
         continue
       va, vb = a.get(key, "<missing>"), b.get(key, "<missing>")
+      vd = d.get(key, missing) if isinstance(d, dict) else missing
       if isinstance(va, dict) and isinstance(vb, dict):
-        rec(va, vb, path + ".")
+        rec(va, vb, vd, path + ".")
+      elif (va == "<missing>" and key not in a and vd is not missing
+            and _normalise(vd) == _normalise(vb)):
+        continue  # added since `old` was written, and left at its default
       elif _normalise(va) != _normalise(vb):
         out.append(f"{path}: {va!r} -> {vb!r}")
-  rec(old, new, "")
+  rec(old, new, defaults, "")
   return out
 
 

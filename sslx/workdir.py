@@ -89,7 +89,9 @@ def check_workdir(workdir: str, config, *, overwrite: bool) -> None:
     except json.JSONDecodeError as e:
       raise ValueError(f"workdir {workdir!r} has an unreadable config.json ({e}); "
                        "pass --overwrite to start afresh") from e
-  diff = config_lib.differing_fields(old, json.loads(config.to_json()))
+  # Fields added to sslx since the run started are no difference at their defaults.
+  defaults = json.loads(config_lib.base_config().to_json())
+  diff = config_lib.differing_fields(old, json.loads(config.to_json()), defaults=defaults)
   if diff:
     raise ValueError(
         f"workdir {workdir!r} holds a run with a different config; refusing to resume it. "

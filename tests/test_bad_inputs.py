@@ -281,6 +281,26 @@ def test_workdir_of_another_config(run_copy):
                   "optimizer.learning_rate: 0.05 -> 0.5", "--overwrite")
 
 
+def _drop_saved_field(workdir, block, key):
+  """config.json as code from before `block.key` existed wrote it."""
+  path = os.path.join(workdir, "config.json")
+  with open(path) as f:
+    saved = json.load(f)
+  del saved[block][key]
+  with open(path, "w") as f:
+    json.dump(saved, f)
+
+
+def test_a_field_added_since_the_run_resumes_at_its_default_only(run_copy):
+  """A run written before an option existed (here graph.memory_size) resumes when the option
+  is at its default, and is refused, naming the field, when it is not."""
+  _drop_saved_field(run_copy, "graph", "memory_size")
+  results = train.train_and_evaluate(_config(), run_copy)
+  assert results["steps"] == _config().num_steps
+  _expect_refusal(_config(_set("graph.memory_size", 64)), run_copy,
+                  "holds a run with a different config", "graph.memory_size: '<missing>' -> 64")
+
+
 def test_unreadable_config_json(run_copy):
   with open(os.path.join(run_copy, "config.json"), "w") as f:
     f.write("{ not json")
