@@ -346,8 +346,7 @@ def differing_fields(old: dict, new: dict, ignore: Iterable[str] = OBSERVATION_O
       vd = d.get(key, missing) if isinstance(d, dict) else missing
       if isinstance(va, dict) and isinstance(vb, dict):
         rec(va, vb, vd, path + ".")
-      elif (va == "<missing>" and key not in a and vd is not missing
-            and _normalise(vd) == _normalise(vb)):
+      elif key not in a and vd is not missing and _normalise(vd) == _normalise(vb):
         continue  # added since `old` was written, and left at its default
       elif _normalise(va) != _normalise(vb):
         out.append(f"{path}: {va!r} -> {vb!r}")

@@ -369,10 +369,18 @@ def _lp_pseudo_labels(scores, labels):
   labeled = labels >= 0
   pseudo = jnp.where(labeled, labels, jnp.argmax(p, axis=1)).astype(jnp.int32)
   omega = jnp.where(labeled, 1.0, omega)
-  counts = jnp.zeros((num_classes,), jnp.float32).at[pseudo].add(1.0)
-  zeta = jnp.where(counts > 0,
-                   (n / num_classes) / jnp.where(counts > 0, counts, 1.0), 0.0)
-  return pseudo, omega, zeta
+  return pseudo, omega, class_weights(pseudo, num_classes)
+
+
+def class_weights(pseudo: jax.Array, num_classes: int,
+                  counted: Optional[jax.Array] = None) -> jax.Array:
+  """Iscen et al.'s class weights over the `counted` points (all when None):
+  ``zeta_c = (N / C) / |{i : pseudo_i = c}|``, 0 for a class no counted point has."""
+  ones = jnp.ones(pseudo.shape, jnp.float32)
+  counted = ones if counted is None else jnp.asarray(counted, jnp.float32)
+  counts = jnp.zeros((num_classes,), jnp.float32).at[pseudo].add(counted)
+  n = jnp.sum(counted)
+  return jnp.where(counts > 0, (n / num_classes) / jnp.where(counts > 0, counts, 1.0), 0.0)
 
 
 # ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from sslx.graph import batch_label_propagation, knn_graph, lp_pseudo_labels, propagate
+from sslx.graph.propagation import class_weights
 from sslx.losses import weighted_pseudo_label_loss
 from sslx.losses.momentum_contrast import moco_enqueue
 from sslx.methods.base import Context, Method, View, register
@@ -69,13 +70,6 @@ def _graph_init(options, info):
           "pointer": jnp.zeros((), jnp.int32)}
 
 
-def _class_weights(pseudo, valid, num_classes):
-  """Iscen et al.'s zeta over the `valid` points only: ``(N / C) / |{i : pseudo_i = c}|``."""
-  counts = jnp.zeros((num_classes,), jnp.float32).at[pseudo].add(valid.astype(jnp.float32))
-  n = jnp.sum(valid.astype(jnp.float32))
-  return jnp.where(counts > 0, (n / num_classes) / jnp.where(counts > 0, counts, 1.0), 0.0)
-
-
 def graph_loss(ctx: Context):
   opts = ctx.options
   labeled = ctx.outputs["labeled_weak"]["features"]
@@ -97,12 +91,12 @@ def graph_loss(ctx: Context):
       k=opts.k, alpha=opts.alpha, gamma=opts.gamma, num_iters=opts.num_iters)
   pseudo = targets.pseudo_labels[n_l:n_l + n_u]
   omega = targets.certainty_weights[n_l:n_l + n_u]
-  class_weights = targets.class_weights
-  if opts.memory_size:
-    valid = jnp.concatenate([jnp.ones((n_l + n_u,), bool), memory["labels"] != _EMPTY])
-    class_weights = _class_weights(targets.pseudo_labels, valid, ctx.num_classes)
+  zeta = targets.class_weights
+  if opts.memory_size:  # unwritten memory rows count in no class
+    written = jnp.concatenate([jnp.ones((n_l + n_u,), bool), memory["labels"] != _EMPTY])
+    zeta = class_weights(targets.pseudo_labels, ctx.num_classes, written)
   loss = weighted_pseudo_label_loss(ctx.outputs["unlabeled_strong"]["logits"], pseudo,
-                                    omega, class_weights)
+                                    omega, zeta)
   metrics = {"mean_certainty": jnp.mean(omega)}
   if "unlabeled_labels" in ctx.batch:
     metrics["pseudo_label_accuracy"] = _pseudo_label_accuracy(pseudo,

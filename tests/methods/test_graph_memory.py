@@ -98,7 +98,7 @@ def test_the_memory_brings_labels_the_batch_lacks():
 def test_class_weights_count_written_points_only():
   pseudo = jnp.array([0, 0, 1, 2, 0, 0])
   valid = jnp.array([True, True, True, True, False, False])
-  np.testing.assert_allclose(lp._class_weights(pseudo, valid, 3),
+  np.testing.assert_allclose(lp.class_weights(pseudo, 3, valid),
                              [(4 / 3) / 2, 4 / 3, 4 / 3], rtol=1e-6)
 
 
